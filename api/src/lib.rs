@@ -1,0 +1,2 @@
+//! keyledger HTTP API.
+#![forbid(unsafe_code)]

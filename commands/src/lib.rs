@@ -1,0 +1,2 @@
+//! keyledger write side.
+#![forbid(unsafe_code)]

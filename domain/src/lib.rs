@@ -1,0 +1,8 @@
+//! keyledger's domain: the pure types and rules of an event-sourced API key service.
+//!
+//! Nothing in this crate performs I/O (the one exception is reading the OS CSPRNG when a
+//! token is generated). Ports (`EventStore`, ...) are traits here; adapters live in
+//! `commands` and `api`, and `api` wires them together.
+#![forbid(unsafe_code)]
+
+pub mod store;

@@ -1,0 +1,2 @@
+//! keyledger read side.
+#![forbid(unsafe_code)]
