@@ -1,2 +1,45 @@
-//! keyledger write side.
+//! keyledger's write side: the event store adapters (SQLite for the embedded default,
+//! Postgres for production) behind the `domain::store::EventStore` port, and, later, the
+//! command handlers that load an aggregate, decide, and append with an expected version.
+//!
+//! Adapters are reached through [`open_event_store`], which picks one by URL scheme, or
+//! constructed directly ([`SqliteEventStore`], [`PostgresEventStore`]).
 #![forbid(unsafe_code)]
+
+mod codec;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod postgres;
+pub mod sqlite;
+mod subscription;
+
+use std::sync::Arc;
+
+use domain::store::{EventStore, StoreError};
+
+pub use postgres::{PendingAppend, PostgresEventStore};
+pub use sqlite::SqliteEventStore;
+
+/// Opens the event store named by `url` and brings its schema up to date.
+///
+/// `sqlite:` URLs (`sqlite://keyledger.db`, `sqlite::memory:`) open a [`SqliteEventStore`]
+/// (the file is created if missing); `postgres://` and `postgresql://` URLs open a
+/// [`PostgresEventStore`]. Any other scheme is reported as [`StoreError::Unavailable`]
+/// naming the scheme. Migrations are idempotent and
+/// tolerate other crates' migrations on the same database.
+pub async fn open_event_store(url: &str) -> Result<Arc<dyn EventStore>, StoreError> {
+    if url.starts_with("sqlite:") {
+        let store = SqliteEventStore::connect(url).await?;
+        store.migrate().await?;
+        Ok(Arc::new(store))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = PostgresEventStore::connect(url).await?;
+        store.migrate().await?;
+        Ok(Arc::new(store))
+    } else {
+        let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
+        Err(StoreError::Unavailable(format!(
+            "unsupported event store URL scheme {scheme:?}: expected sqlite://, postgres:// or postgresql://"
+        )))
+    }
+}

@@ -1,0 +1,506 @@
+//! The Postgres event store: production.
+//!
+//! **Ordering guard.** Positions come from an identity sequence, which hands out values
+//! when rows are inserted, not when transactions commit. Two concurrent appends can take
+//! positions `p` and `p + 1` and commit in the opposite order; a subscriber that has
+//! already read past `p + 1` would then never see `p`. Every append therefore takes a
+//! transaction-scoped advisory lock ([`ORDERING_LOCK_KEY`]) *before* inserting, and holds
+//! it until it commits: positions are assigned and committed in the same order, and a
+//! reader that sees position `n` has already been able to see everything below it. The
+//! price is that appends are serialised; [`EventStore::append_many`] lets a caller (the
+//! usage writer's group commit) put many streams into one transaction.
+//!
+//! **Live subscriptions** wake on `NOTIFY keyledger_events` (sent inside the append
+//! transaction, so delivered on commit, also to other processes) and poll every 200 ms
+//! as a fallback for lost notifications or a lost listener connection.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::store::{
+    AppendOutcome, AppendRequest, EventStore, EventStream, RecordedEvent, StoreError,
+};
+use sqlx::Row;
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
+use tokio::sync::{OnceCell, watch};
+
+use crate::codec::{self, RawEvent, column};
+use crate::subscription;
+
+/// The advisory lock every append holds from before its inserts until its commit
+/// (`pg_advisory_xact_lock`). The value spells "klevents" in ASCII; any constant works as
+/// long as every writer uses the same one.
+pub const ORDERING_LOCK_KEY: i64 = 0x6b6c_6576_656e_7473;
+/// The LISTEN/NOTIFY channel appends notify on (payload: the last position appended).
+pub const NOTIFY_CHANNEL: &str = "keyledger_events";
+/// How often an idle subscription reads anyway, in case a notification was lost.
+const DEFAULT_POLL: Duration = Duration::from_millis(200);
+/// Events per read while a subscription catches up.
+const SUBSCRIPTION_BATCH: usize = 500;
+
+/// A `SELECT` of every column of `events`, followed by `$rest`.
+macro_rules! select_events {
+    ($rest:literal) => {
+        concat!(
+            "SELECT position, event_id, stream, stream_version, event_type, schema_version, ",
+            "data, metadata, recorded_at FROM events ",
+            $rest
+        )
+    };
+}
+
+/// An [`EventStore`] on Postgres. Cheap to clone: clones share the pool and the listener.
+#[derive(Clone)]
+pub struct PostgresEventStore {
+    pool: PgPool,
+    ordering_guard: bool,
+    poll: Duration,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// Bumped after this process's commits and on every notification.
+    wake: watch::Sender<u64>,
+    /// Set once the LISTEN task has been started (or failed to start).
+    listener: OnceCell<()>,
+    /// Dropped with the store; the LISTEN task stops when it sees that.
+    shutdown: watch::Sender<()>,
+}
+
+impl PostgresEventStore {
+    /// Connects to `url` (`postgres://...`). Does not migrate: call
+    /// [`PostgresEventStore::migrate`].
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .connect(url)
+            .await
+            .map_err(codec::unavailable)?;
+        Ok(Self::from_pool(pool))
+    }
+
+    /// Wraps an existing pool (e.g. one shared with the read models).
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self {
+            pool,
+            ordering_guard: true,
+            poll: DEFAULT_POLL,
+            shared: Arc::new(Shared {
+                wake: watch::Sender::new(0),
+                listener: OnceCell::new(),
+                shutdown: watch::Sender::new(()),
+            }),
+        }
+    }
+
+    /// **For tests that prove the guard matters only.** `false` stops appends from taking
+    /// the ordering lock, so concurrent appends may commit out of position order and a
+    /// subscriber may skip an event. Never turn it off in a running system.
+    pub fn with_ordering_guard(self, on: bool) -> Self {
+        Self {
+            ordering_guard: on,
+            ..self
+        }
+    }
+
+    /// Sets how often idle subscriptions read without a notification (default 200 ms).
+    pub fn with_poll_interval(self, poll: Duration) -> Self {
+        Self { poll, ..self }
+    }
+
+    /// The underlying pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies the event store's migrations (versions 100..199), leaving other crates'
+    /// migrations on the same database alone.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut migrator = sqlx::migrate!("migrations/postgres");
+        migrator.set_ignore_missing(true);
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("event store migration failed: {e}")))
+    }
+
+    /// Runs an append up to, but not including, its commit: the ordering lock is held
+    /// and positions are assigned until [`PendingAppend::commit`] (or the drop that rolls
+    /// it back). [`EventStore::append_many`] is `begin_append(..).await?.commit().await`;
+    /// this half-way point exists so that tests can hold a transaction open.
+    pub async fn begin_append(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<PendingAppend, StoreError> {
+        codec::validate(&requests)?;
+        let mut tx = self.pool.begin().await.map_err(codec::unavailable)?;
+        if self.ordering_guard {
+            // Must be its own statement, before the version check: a statement's snapshot
+            // is taken when it starts, so only a statement that starts after the lock is
+            // granted sees the previous holder's commit.
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(ORDERING_LOCK_KEY)
+                .execute(&mut *tx)
+                .await
+                .map_err(codec::unavailable)?;
+        }
+        let recorded_at = Utc::now();
+
+        let streams: Vec<&str> = {
+            let mut seen: Vec<&str> = requests.iter().map(|r| r.stream.as_str()).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            seen
+        };
+        let rows = sqlx::query(
+            "SELECT stream, MAX(stream_version) AS version FROM events \
+             WHERE stream = ANY($1) GROUP BY stream",
+        )
+        .bind(&streams)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(codec::unavailable)?;
+        let mut versions: HashMap<String, u64> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let stream: String = row.try_get("stream").map_err(codec::unavailable)?;
+            let version: i64 = row.try_get("version").map_err(codec::unavailable)?;
+            let version = u64::try_from(version).map_err(|_| {
+                codec::corrupt_at(0, format!("stream {stream} has negative version {version}"))
+            })?;
+            versions.insert(stream, version);
+        }
+
+        let total: usize = requests.iter().map(|r| r.events.len()).sum();
+        let mut ids = Vec::with_capacity(total);
+        let mut stream_col = Vec::with_capacity(total);
+        let mut version_col = Vec::with_capacity(total);
+        let mut types = Vec::with_capacity(total);
+        let mut schemas = Vec::with_capacity(total);
+        let mut data = Vec::with_capacity(total);
+        let mut metadata = Vec::with_capacity(total);
+        // (stream, version of the request's last event) in request order.
+        let mut last_events = Vec::with_capacity(requests.len());
+        for request in &requests {
+            let current = versions.get(&request.stream).copied().unwrap_or(0);
+            if !request.expected.matches(current) {
+                return Err(StoreError::WrongExpectedVersion {
+                    stream: request.stream.clone(),
+                    expected: request.expected,
+                    actual: current,
+                });
+            }
+            let mut version = current;
+            for event in &request.events {
+                version += 1;
+                ids.push(event.event_id);
+                stream_col.push(request.stream.as_str());
+                version_col.push(codec::to_i64(version, "stream version")?);
+                types.push(event.event_type.as_str());
+                schemas.push(i64::from(event.schema_version));
+                data.push(&event.data);
+                metadata.push(codec::metadata_json(&event.metadata)?);
+            }
+            versions.insert(request.stream.clone(), version);
+            last_events.push((request.stream.clone(), version));
+        }
+
+        // One statement for the whole batch. WITH ORDINALITY + ORDER BY makes the identity
+        // values follow the order of the events in the request.
+        let inserted = sqlx::query(
+            "INSERT INTO events (event_id, stream, stream_version, event_type, schema_version, \
+             data, metadata, recorded_at) \
+             SELECT e.event_id, e.stream, e.stream_version, e.event_type, e.schema_version, \
+             e.data, e.metadata, $8 \
+             FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], \
+             $6::jsonb[], $7::jsonb[]) WITH ORDINALITY \
+             AS e(event_id, stream, stream_version, event_type, schema_version, data, metadata, n) \
+             ORDER BY e.n \
+             RETURNING stream, stream_version, position",
+        )
+        .bind(&ids)
+        .bind(&stream_col)
+        .bind(&version_col)
+        .bind(&types)
+        .bind(&schemas)
+        .bind(&data)
+        .bind(&metadata)
+        .bind(recorded_at)
+        .fetch_all(&mut *tx)
+        .await;
+        let inserted = match inserted {
+            Ok(rows) => rows,
+            Err(error) if codec::is_unique_violation(&error) => {
+                drop(tx);
+                return Err(self.explain_unique_violation(&requests, &error).await);
+            }
+            Err(error) => return Err(codec::unavailable(error)),
+        };
+        let mut positions: HashMap<(String, i64), i64> = HashMap::with_capacity(inserted.len());
+        let mut max_position = 0_i64;
+        for row in inserted {
+            let stream: String = row.try_get("stream").map_err(codec::unavailable)?;
+            let version: i64 = row.try_get("stream_version").map_err(codec::unavailable)?;
+            let position: i64 = row.try_get("position").map_err(codec::unavailable)?;
+            max_position = max_position.max(position);
+            positions.insert((stream, version), position);
+        }
+        let mut outcomes = Vec::with_capacity(last_events.len());
+        for (stream, version) in last_events {
+            let key = (stream, codec::to_i64(version, "stream version")?);
+            let position = positions.get(&key).copied().ok_or_else(|| {
+                StoreError::Unavailable(format!("insert returned no position for {key:?}"))
+            })?;
+            outcomes.push(AppendOutcome {
+                stream_version: version,
+                position: u64::try_from(position).unwrap_or(0),
+            });
+        }
+
+        // Delivered to listeners (in every process) when, and only if, the transaction
+        // commits.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(NOTIFY_CHANNEL)
+            .bind(max_position.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(codec::unavailable)?;
+
+        Ok(PendingAppend {
+            tx,
+            outcomes,
+            shared: Arc::clone(&self.shared),
+        })
+    }
+
+    /// Explains a unique violation: a duplicate event id, or (with the ordering guard
+    /// off, or a writer outside this protocol) a stream that moved on.
+    async fn explain_unique_violation(
+        &self,
+        requests: &[AppendRequest],
+        error: &sqlx::Error,
+    ) -> StoreError {
+        if let sqlx::Error::Database(db) = error
+            && db.constraint() == Some("events_event_id_key")
+        {
+            return StoreError::InvalidAppend(
+                "an event id in this append is already stored".into(),
+            );
+        }
+        let Some(first) = requests.first() else {
+            return codec::unavailable_msg("unique violation on an empty append");
+        };
+        for request in requests {
+            match self.stream_version(&request.stream).await {
+                Ok(actual) if !request.expected.matches(actual) => {
+                    return StoreError::WrongExpectedVersion {
+                        stream: request.stream.clone(),
+                        expected: request.expected,
+                        actual,
+                    };
+                }
+                Ok(_) => {}
+                Err(error) => return error,
+            }
+        }
+        // A concurrent writer took the versions we computed, then the expectation (e.g.
+        // `Any`) still holds: it is a conflict all the same.
+        let actual = self.stream_version(&first.stream).await.unwrap_or(0);
+        StoreError::WrongExpectedVersion {
+            stream: first.stream.clone(),
+            expected: first.expected,
+            actual,
+        }
+    }
+
+    /// Starts the LISTEN task once per store (and its clones). If the listener cannot
+    /// connect, subscriptions still work by polling.
+    async fn ensure_listener(pool: PgPool, shared: Arc<Shared>) {
+        shared
+            .listener
+            .get_or_init(|| async {
+                // A pool of one of its own, so that the long-lived LISTEN connection does not
+                // take a slot from the appenders; PgListener uses it to reconnect.
+                let options = (*pool.connect_options()).clone();
+                let listener_pool = PgPoolOptions::new()
+                    .max_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .connect_lazy_with(options);
+                let listener = match PgListener::connect_with(&listener_pool).await {
+                    Ok(mut listener) => match listener.listen(NOTIFY_CHANNEL).await {
+                        Ok(()) => listener,
+                        Err(error) => {
+                            tracing::warn!(%error, "LISTEN failed; subscriptions will poll");
+                            return;
+                        }
+                    },
+                    Err(error) => {
+                        tracing::warn!(%error, "no LISTEN connection; subscriptions will poll");
+                        return;
+                    }
+                };
+                tokio::spawn(run_listener(
+                    listener,
+                    Arc::downgrade(&shared),
+                    shared.shutdown.subscribe(),
+                ));
+            })
+            .await;
+    }
+}
+
+/// Wakes subscriptions on every notification until the store is dropped. Holds only a
+/// weak reference, so that it does not keep the store alive.
+async fn run_listener(
+    mut listener: PgListener,
+    shared: Weak<Shared>,
+    mut shutdown: watch::Receiver<()>,
+) {
+    loop {
+        let received = tokio::select! {
+            received = listener.try_recv() => received,
+            _ = shutdown.changed() => return,
+        };
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        // On `Ok(None)` the connection was lost (and notifications with it): wake anyway so
+        // that subscriptions read what they may have missed. `try_recv` reconnects.
+        let failed = received.is_err();
+        if let Err(error) = received {
+            tracing::warn!(%error, "event store listener failed; retrying");
+        }
+        shared.wake.send_modify(|n| *n = n.wrapping_add(1));
+        drop(shared);
+        if failed {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// An append whose rows are inserted but not yet committed: it holds the ordering lock.
+/// Dropping it rolls the append back.
+pub struct PendingAppend {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    outcomes: Vec<AppendOutcome>,
+    shared: Arc<Shared>,
+}
+
+impl PendingAppend {
+    /// Where the append will leave each stream once committed, in request order.
+    pub fn outcomes(&self) -> &[AppendOutcome] {
+        &self.outcomes
+    }
+
+    /// Commits the append (releasing the ordering lock) and wakes local subscriptions.
+    pub async fn commit(self) -> Result<Vec<AppendOutcome>, StoreError> {
+        self.tx.commit().await.map_err(codec::unavailable)?;
+        self.shared.wake.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(self.outcomes)
+    }
+}
+
+fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
+    let position: i64 = row
+        .try_get("position")
+        .map_err(|e| codec::corrupt_at(0, format!("column position: {e}")))?;
+    let recorded_at: DateTime<Utc> = column(row, "recorded_at", position)?;
+    RawEvent {
+        position,
+        event_id: Ok(column(row, "event_id", position)?),
+        stream: column(row, "stream", position)?,
+        stream_version: column(row, "stream_version", position)?,
+        event_type: column(row, "event_type", position)?,
+        schema_version: column(row, "schema_version", position)?,
+        data: Ok(column(row, "data", position)?),
+        metadata: Ok(column(row, "metadata", position)?),
+        recorded_at: Ok(recorded_at),
+    }
+    .into_recorded()
+}
+
+#[async_trait]
+impl EventStore for PostgresEventStore {
+    async fn append_many(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        self.begin_append(requests).await?.commit().await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let Ok(from_version) = i64::try_from(from_version) else {
+            return Ok(Vec::new());
+        };
+        let rows = sqlx::query(select_events!(
+            "WHERE stream = $1 AND stream_version >= $2 ORDER BY stream_version LIMIT $3"
+        ))
+        .bind(stream)
+        .bind(from_version)
+        .bind(codec::limit(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(codec::unavailable)?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
+        let version: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(stream_version), 0)::bigint FROM events WHERE stream = $1",
+        )
+        .bind(stream)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(codec::unavailable)?;
+        u64::try_from(version).map_err(|_| {
+            codec::corrupt_at(0, format!("stream {stream} has negative version {version}"))
+        })
+    }
+
+    async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
+        let rows = sqlx::query(select_events!(
+            "WHERE position > $1 ORDER BY position LIMIT $2"
+        ))
+        .bind(after)
+        .bind(codec::limit(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(codec::unavailable)?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn head_position(&self) -> Result<u64, StoreError> {
+        // With the ordering guard, every committed position is safe to read: nothing below
+        // the maximum can still commit.
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0)::bigint FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(codec::unavailable)?;
+        u64::try_from(head).map_err(|_| codec::corrupt_at(0, format!("negative head {head}")))
+    }
+
+    fn subscribe_all(&self, after: u64) -> EventStream {
+        let prepare = Self::ensure_listener(self.pool.clone(), Arc::clone(&self.shared));
+        subscription::subscribe(
+            self.clone(),
+            after,
+            subscription::Config {
+                batch: SUBSCRIPTION_BATCH,
+                poll: self.poll,
+                wake: self.shared.wake.subscribe(),
+                prepare: Some(Box::pin(prepare)),
+            },
+        )
+    }
+}
