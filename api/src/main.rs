@@ -1,1 +1,5 @@
-fn main() {}
+//! The `keyledger` binary: `serve`, `migrate`, `projections rebuild`, ...
+
+fn main() -> std::process::ExitCode {
+    api::cli::main()
+}

@@ -1,0 +1,77 @@
+//! Configuration: environment variables with a `KEYLEDGER_` prefix, the same as CLI flags.
+
+use std::net::SocketAddr;
+
+use clap::Args;
+use ipnet::IpNet;
+
+/// Settings shared by every command that touches the stores.
+#[derive(Debug, Clone, Args)]
+pub struct StoreConfig {
+    /// Read models (and, unless `--eventstore-url` is given, events): `sqlite://FILE` or
+    /// `postgres://...`.
+    #[arg(
+        long,
+        env = "KEYLEDGER_DATABASE_URL",
+        default_value = "sqlite://keyledger.db"
+    )]
+    pub database_url: String,
+
+    /// The event store, if it is not the database: `sqlite://FILE` or `postgres://...`.
+    #[arg(long, env = "KEYLEDGER_EVENTSTORE_URL")]
+    pub eventstore_url: Option<String>,
+}
+
+impl StoreConfig {
+    /// The event store's URL (the database unless set apart).
+    pub fn eventstore_url(&self) -> &str {
+        self.eventstore_url.as_deref().unwrap_or(&self.database_url)
+    }
+}
+
+/// `keyledger serve` settings.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// The address to listen on.
+    #[arg(long, env = "KEYLEDGER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// The stores.
+    #[command(flatten)]
+    pub stores: StoreConfig,
+
+    /// NATS for the revocation bus; unset: the in-process bus (one node).
+    #[arg(long, env = "KEYLEDGER_NATS_URL")]
+    pub nats_url: Option<String>,
+
+    /// Which keys this server accepts: `live` or `test`.
+    #[arg(long, env = "KEYLEDGER_ENVIRONMENT", default_value = "live", value_parser = ["live", "test"])]
+    pub environment: String,
+
+    /// CIDRs of proxies whose `X-Forwarded-For` is believed (comma-separated).
+    #[arg(long, env = "KEYLEDGER_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
+    pub trusted_proxies: Vec<IpNet>,
+
+    /// Do not create the `default` organisation and root key on an empty store.
+    #[arg(long, env = "KEYLEDGER_NO_BOOTSTRAP")]
+    pub no_bootstrap: bool,
+}
+
+fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{s:?} is not a CIDR (e.g. 10.0.0.0/8) or IP address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn it_should_accept_cidrs_and_bare_addresses_as_trusted_proxies() {
+        assert_eq!(parse_cidr("10.0.0.0/8").unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(parse_cidr(" ::1 ").unwrap().to_string(), "::1/128");
+        assert!(parse_cidr("nope").is_err());
+    }
+}

@@ -1,0 +1,244 @@
+//! The one mapping from errors to HTTP: RFC 9457 `application/problem+json` with a stable
+//! `code`. Every variant documents its status.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    /// The field, as a JSON path (`name`, `scopes[2]`, `allowed_ips[0]`).
+    pub field: String,
+    /// Why it is invalid.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A field error.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// An error answered to an HTTP client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 `malformed_json`: the body is not JSON.
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    /// 400 `bad_request`: a header or query parameter is unusable.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// 401 `invalid_token`: no usable bearer token (with `WWW-Authenticate`).
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// 403 `insufficient_scope`: the key lacks the route's scope (named).
+    #[error("missing scope {0}")]
+    InsufficientScope(String),
+    /// 403 `scope_not_held`: a key tried to grant a scope it does not hold itself.
+    #[error("cannot grant scope {0}")]
+    ScopeNotHeld(String),
+    /// 403 `ip_not_allowed`: the client IP is outside the key's allowed CIDRs.
+    #[error("client IP not allowed")]
+    IpNotAllowed,
+    /// 403 `plan_required`: the organisation's plan does not allow this.
+    #[error("plan required: {0}")]
+    PlanRequired(String),
+    /// 403 `key_limit_reached`: the plan's active key limit is reached.
+    #[error("key limit of {0} reached")]
+    KeyLimitReached(u32),
+    /// 404 `not_found`: the resource does not exist (or belongs to another organisation).
+    #[error("not found")]
+    NotFound,
+    /// 409 `conflict`: the resource's state does not allow this (e.g. a revoked key).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// 412 `precondition_failed`: `If-Match` names an older version.
+    #[error("precondition failed: current version is {current}")]
+    PreconditionFailed {
+        /// The resource's current version.
+        current: u64,
+    },
+    /// 413 `payload_too_large`: the body is over the limit.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// 415 `unsupported_media_type`: the body is not `application/json`.
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// 422 `validation_failed`: fields are invalid; each is named.
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// 422 `idempotency_key_reused`: the `Idempotency-Key` was used with another request.
+    #[error("idempotency key reused with a different request")]
+    IdempotencyKeyReused,
+    /// 429 `rate_limited`: over the key's rate limit (with `Retry-After`).
+    #[error("rate limited")]
+    RateLimited {
+        /// Seconds until a request may succeed.
+        retry_after_secs: u64,
+    },
+    /// 503 `unavailable`: a store or the bus is unreachable, or the command kept
+    /// conflicting with concurrent writers.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// 500 `internal`: anything unexpected. The cause is logged, never shown.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A 422 naming one field.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Validation(vec![FieldError::new(field, message)])
+    }
+
+    /// The status and stable code.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use ApiError::*;
+        match self {
+            MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            InsufficientScope(_) => (StatusCode::FORBIDDEN, "insufficient_scope"),
+            ScopeNotHeld(_) => (StatusCode::FORBIDDEN, "scope_not_held"),
+            IpNotAllowed => (StatusCode::FORBIDDEN, "ip_not_allowed"),
+            PlanRequired(_) => (StatusCode::FORBIDDEN, "plan_required"),
+            KeyLimitReached(_) => (StatusCode::FORBIDDEN, "key_limit_reached"),
+            NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            PreconditionFailed { .. } => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
+            PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+            RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    fn detail(&self) -> String {
+        use ApiError::*;
+        match self {
+            MalformedJson(why) => format!("the request body is not valid JSON: {why}"),
+            BadRequest(why) => why.clone(),
+            Unauthenticated(why) => why.clone(),
+            InsufficientScope(scope) => format!("this key does not hold the scope {scope}"),
+            ScopeNotHeld(scope) => {
+                format!("a key cannot grant the scope {scope}, which it does not hold itself")
+            }
+            IpNotAllowed => "the client IP is not within this key's allowed IPs".into(),
+            PlanRequired(why) => why.clone(),
+            KeyLimitReached(limit) => format!(
+                "the organisation's plan allows at most {limit} active keys; revoke one or upgrade"
+            ),
+            NotFound => "the resource does not exist".into(),
+            Conflict(why) => why.clone(),
+            PreconditionFailed { current } => {
+                format!("If-Match does not match the current version {current}")
+            }
+            PayloadTooLarge => "the request body is too large".into(),
+            UnsupportedMediaType => "send the body as application/json".into(),
+            Validation(errors) => errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+            IdempotencyKeyReused => {
+                "this Idempotency-Key was already used with a different request".into()
+            }
+            RateLimited { retry_after_secs } => {
+                format!("rate limit exceeded; retry in {retry_after_secs} s")
+            }
+            Unavailable(_) => "a backing service is unavailable; retry later".into(),
+            Internal(_) => "an unexpected error occurred".into(),
+        }
+    }
+}
+
+/// An RFC 9457 problem document with a stable `code`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// A URI naming the problem type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short summary of the problem type.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong in this occurrence.
+    pub detail: String,
+    /// A stable, machine-readable code.
+    pub code: String,
+    /// The first invalid field (422 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Every invalid field (422 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+    /// The missing scope (403 `insufficient_scope` / `scope_not_held`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            // The cause goes to the log only; the body stays generic.
+            tracing::error!(error = %self, code, "request failed");
+        }
+        let (field, errors) = match &self {
+            ApiError::Validation(errors) => (
+                errors.first().map(|e| e.field.clone()),
+                Some(errors.clone()),
+            ),
+            _ => (None, None),
+        };
+        let scope = match &self {
+            ApiError::InsufficientScope(s) | ApiError::ScopeNotHeld(s) => Some(s.clone()),
+            _ => None,
+        };
+        let problem = Problem {
+            kind: format!("https://keyledger.dev/problems/{code}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: self.detail(),
+            code: code.to_owned(),
+            field,
+            errors,
+            scope,
+        };
+        let mut res = (status, axum::Json(problem)).into_response();
+        let headers = res.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        match &self {
+            ApiError::Unauthenticated(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="keyledger", error="invalid_token""#),
+                );
+            }
+            ApiError::InsufficientScope(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        r#"Bearer realm="keyledger", error="insufficient_scope""#,
+                    ),
+                );
+            }
+            ApiError::RateLimited { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            _ => {}
+        }
+        res
+    }
+}

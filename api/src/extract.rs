@@ -1,0 +1,125 @@
+//! Our own JSON extractor, so that every rejection is the same problem+json: 400 for a
+//! body that is not JSON, 415 for a wrong content type, 413 over the size limit, and 422
+//! naming the field for unknown fields, wrong types and missing fields.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::header;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, FieldError};
+
+/// `Json<T>` with keyledger's problem+json rejections.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for AppJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|mime| {
+                let mime = mime.trim().to_ascii_lowercase();
+                mime == "application/json" || mime.ends_with("+json")
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadRequest(rejection.body_text())
+            }
+        })?;
+        parse_json(&bytes).map(AppJson)
+    }
+}
+
+/// Parses a JSON body into `T`, mapping errors to 400 (syntax) or 422 (data, naming the
+/// field).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // First make sure it is JSON at all: a syntax error is a 400, not a 422.
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::MalformedJson(format!("line {} column {}", e.line(), e.column())))?;
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        let message = err.inner().to_string();
+        ApiError::Validation(vec![FieldError::new(field_name(&path, &message), message)])
+    })
+}
+
+/// The field a serde error is about: the path (which already ends in an unknown field),
+/// or for a missing field the name inside the message's backticks, joined to the path of
+/// its parent object.
+fn field_name(path: &str, message: &str) -> String {
+    let named = if message.starts_with("missing field") {
+        message.split('`').nth(1)
+    } else {
+        None
+    };
+    let parent = if path == "." { "" } else { path };
+    match named {
+        Some(name) if parent.is_empty() => name.to_owned(),
+        Some(name) => format!("{parent}.{name}"),
+        None if parent.is_empty() => "body".to_owned(),
+        None => parent.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // fields exist to be deserialised
+    struct Body {
+        name: String,
+        scopes: Option<Vec<String>>,
+        limit: Option<u32>,
+    }
+
+    fn field_of(json: &str) -> String {
+        match parse_json::<Body>(json.as_bytes()) {
+            Err(ApiError::Validation(errors)) => errors[0].field.clone(),
+            other => panic!("expected a 422, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn it_should_name_an_unknown_field() {
+        assert_eq!(field_of(r#"{"name":"a","colour":"red"}"#), "colour");
+    }
+
+    #[test]
+    fn it_should_name_a_field_of_the_wrong_type() {
+        assert_eq!(field_of(r#"{"name":5}"#), "name");
+        assert_eq!(field_of(r#"{"name":"a","scopes":["x",3]}"#), "scopes[1]");
+        assert_eq!(field_of(r#"{"name":"a","limit":-1}"#), "limit");
+    }
+
+    #[test]
+    fn it_should_name_a_missing_field() {
+        assert_eq!(field_of(r#"{}"#), "name");
+    }
+
+    #[test]
+    fn it_should_answer_400_for_malformed_json() {
+        assert!(matches!(
+            parse_json::<Body>(b"{\"name\": "),
+            Err(ApiError::MalformedJson(_))
+        ));
+    }
+}

@@ -1,1 +1,0 @@
-//! Black-box tests live in `tests/`: they start the real `keyledger` binary and speak HTTP.

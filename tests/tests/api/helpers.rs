@@ -1,0 +1,181 @@
+//! `spawn_app()`: the real binary on port 0 with a fresh database.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Which back end a test app runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A running `keyledger serve`, killed on drop.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub database_url: String,
+    /// Every line the process wrote to stdout and stderr so far.
+    pub output: Arc<Mutex<Vec<String>>>,
+    child: Child,
+    _dir: Option<tempfile::TempDir>,
+    pg_db: Option<(String, String)>,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub fn output_text(&self) -> String {
+        self.output.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some((admin_url, db)) = self.pg_db.take() {
+            // Best effort: a leftover test database is harmless, a hang is not.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    if let Ok(pool) = sqlx::PgPool::connect(&admin_url).await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+                        )))
+                        .execute(&pool)
+                        .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// The Postgres server for tests, from `KEYLEDGER_TEST_POSTGRES_URL`; `None` when unset
+/// (the test is then skipped with a note; CI always sets it, and an unreachable server
+/// fails the test).
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("KEYLEDGER_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("KEYLEDGER_TEST_POSTGRES_URL is unset: skipping a Postgres test");
+            None
+        }
+    }
+}
+
+/// Creates a fresh database on the test server and returns its URL and name.
+pub async fn fresh_postgres_database(admin_url: &str) -> (String, String) {
+    let pool = sqlx::PgPool::connect(admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("KEYLEDGER_TEST_POSTGRES_URL is set but unreachable: {e}"));
+    let name = format!("kl_bb_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .unwrap_or(admin_url);
+    (format!("{base}/{name}"), name)
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, &[]).await
+}
+
+/// Starts the binary with extra environment variables.
+pub async fn spawn_app_with(backend: Backend, env: &[(&str, &str)]) -> TestApp {
+    let (database_url, dir, pg_db) = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("keyledger.db").display());
+            (url, Some(dir), None)
+        }
+        Backend::Postgres => {
+            let admin = postgres_url().expect("Postgres tests need KEYLEDGER_TEST_POSTGRES_URL");
+            let (url, name) = fresh_postgres_database(&admin).await;
+            (url, None, Some((admin, name)))
+        }
+    };
+    start(database_url, dir, pg_db, env)
+}
+
+fn start(
+    database_url: String,
+    dir: Option<tempfile::TempDir>,
+    pg_db: Option<(String, String)>,
+    env: &[(&str, &str)],
+) -> TestApp {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyledger-blackbox"));
+    cmd.arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KEYLEDGER_LISTEN", "127.0.0.1:0")
+        .env("KEYLEDGER_DATABASE_URL", &database_url)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start keyledger");
+    let output = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    for (stream, tx) in [
+        (Box::new(stdout) as Box<dyn std::io::Read + Send>, Some(tx)),
+        (Box::new(stderr) as Box<dyn std::io::Read + Send>, None),
+    ] {
+        let output = output.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if std::env::var("TEST_LOG").is_ok() {
+                    eprintln!("[keyledger] {line}");
+                }
+                if let Some(tx) = &tx {
+                    let _ = tx.send(line.clone());
+                }
+                output.lock().unwrap().push(line);
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let address = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    break addr.trim().to_owned();
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "keyledger did not start; output:\n{}",
+                    output.lock().unwrap().join("\n")
+                );
+            }
+        }
+    };
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        database_url,
+        output,
+        child,
+        _dir: dir,
+        pg_db,
+    }
+}
