@@ -9,7 +9,7 @@ CREATE TABLE IF NOT EXISTS events (
     stream         TEXT        NOT NULL,
     stream_version BIGINT      NOT NULL,
     event_type     TEXT        NOT NULL,
-    schema_version INTEGER     NOT NULL,
+    schema_version BIGINT      NOT NULL,
     data           JSONB       NOT NULL,
     metadata       JSONB       NOT NULL,
     recorded_at    TIMESTAMPTZ NOT NULL,
