@@ -78,7 +78,7 @@ pub async fn fresh_postgres_database(admin_url: &str) -> (String, String) {
     let pool = sqlx::PgPool::connect(admin_url)
         .await
         .unwrap_or_else(|e| panic!("KEYLEDGER_TEST_POSTGRES_URL is set but unreachable: {e}"));
-    let name = format!("kl_bb_{}", uuid::Uuid::new_v4().simple());
+    let name = format!("kl_bb_{}", uuid::Uuid::now_v7().simple());
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&pool)
         .await

@@ -1,0 +1,275 @@
+//! The projector runtime against real stores: checkpoints move with the rows, a restart
+//! resumes without double counting, a rebuild replays from 0, and two projectors on one
+//! read model never double count (the checkpoint compare-and-set).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use domain::store::{
+    AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
+};
+use projections::{Projection, ProjectionError, Projector, ReadDb, rebuild};
+use sqlx::AnyConnection;
+use uuid::Uuid;
+
+/// Counts events per type: a read model whose every row is checkable.
+struct CountingProjection;
+
+#[async_trait]
+impl Projection for CountingProjection {
+    fn name(&self) -> &'static str {
+        "test_counts"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["test_counts"]
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut AnyConnection,
+        event: &RecordedEvent,
+    ) -> Result<(), ProjectionError> {
+        sqlx::query(
+            "INSERT INTO test_counts (event_type, n) VALUES ($1, 1) \
+             ON CONFLICT (event_type) DO UPDATE SET n = test_counts.n + 1",
+        )
+        .bind(event.event_type.clone())
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}
+
+struct Env {
+    store: Arc<dyn EventStore>,
+    db: ReadDb,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn sqlite_env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kl.db").display());
+    env_at(&url, Some(dir)).await
+}
+
+async fn postgres_env() -> Option<Env> {
+    let admin = match std::env::var("KEYLEDGER_TEST_POSTGRES_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ => {
+            eprintln!("KEYLEDGER_TEST_POSTGRES_URL is unset: skipping a Postgres test");
+            return None;
+        }
+    };
+    let pool = sqlx::PgPool::connect(&admin)
+        .await
+        .expect("KEYLEDGER_TEST_POSTGRES_URL is set but unreachable");
+    let name = format!("kl_test_{}", Uuid::now_v7().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    Some(env_at(&format!("{base}/{name}"), None).await)
+}
+
+async fn env_at(url: &str, dir: Option<tempfile::TempDir>) -> Env {
+    let store = commands::open_event_store(url).await.unwrap();
+    let db = ReadDb::connect(url).await.unwrap();
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS test_counts (event_type TEXT PRIMARY KEY, n BIGINT NOT NULL)",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    Env {
+        store,
+        db,
+        _dir: dir,
+    }
+}
+
+/// Appends `n` events over 10 streams, three event types, in batches of 100.
+async fn seed(store: &dyn EventStore, n: usize) {
+    let types = ["Alpha", "Beta", "Gamma"];
+    let mut i = 0;
+    while i < n {
+        let mut requests = Vec::new();
+        for _ in 0..100.min(n - i) {
+            requests.push(AppendRequest {
+                stream: format!("test-{}", i % 10),
+                expected: ExpectedVersion::Any,
+                events: vec![NewEvent {
+                    event_id: Uuid::now_v7(),
+                    event_type: types[i % 3].to_owned(),
+                    schema_version: 1,
+                    data: serde_json::json!({ "i": i }),
+                    metadata: Metadata {
+                        actor: "test".into(),
+                        ..Metadata::default()
+                    },
+                }],
+            });
+            i += 1;
+        }
+        store.append_many(requests).await.unwrap();
+    }
+}
+
+async fn counts(db: &ReadDb) -> (i64, Vec<(String, i64)>) {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT event_type, n FROM test_counts ORDER BY event_type")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    (rows.iter().map(|r| r.1).sum(), rows)
+}
+
+async fn checkpoint(db: &ReadDb) -> i64 {
+    sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = 'test_counts'")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+}
+
+fn expected_counts(n: i64) -> Vec<(String, i64)> {
+    let per = |k: i64| (n - k + 2) / 3;
+    vec![
+        ("Alpha".to_owned(), per(0)),
+        ("Beta".to_owned(), per(1)),
+        ("Gamma".to_owned(), per(2)),
+    ]
+}
+
+async fn it_should_resume_after_a_stop_without_double_counting(env: Env) {
+    // Arrange: 3000 events, a projector applying small batches.
+    seed(env.store.as_ref(), 3000).await;
+    let projector = Projector::new(
+        env.db.clone(),
+        env.store.clone(),
+        Arc::new(CountingProjection),
+    )
+    .with_batch_size(25);
+
+    // Act: stop it mid-stream.
+    let handle = projector.clone().spawn();
+    assert!(handle.wait_for(500, Duration::from_secs(60)).await);
+    handle.stop();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // Assert: what is stored matches the stored checkpoint exactly, mid-stream.
+    let at_stop = checkpoint(&env.db).await;
+    assert!(at_stop >= 500 && at_stop < 3000, "stopped at {at_stop}");
+    assert_eq!(counts(&env.db).await.0, at_stop);
+
+    // Act: restart, and append more while it runs (live).
+    let handle = projector.clone().spawn();
+    seed(env.store.as_ref(), 600).await;
+    assert!(handle.wait_for(3600, Duration::from_secs(60)).await);
+
+    // Assert: every event counted once.
+    let (total, rows) = counts(&env.db).await;
+    assert_eq!(total, 3600);
+    assert_eq!(checkpoint(&env.db).await, 3600);
+    let mut expected = expected_counts(3000);
+    for (e, add) in expected.iter_mut().zip(expected_counts(600)) {
+        e.1 += add.1;
+    }
+    assert_eq!(rows, expected);
+    handle.stop();
+}
+
+async fn it_should_rebuild_from_zero_under_a_running_projector(env: Env) {
+    // Arrange: a projector that is up to date.
+    seed(env.store.as_ref(), 1000).await;
+    let projector = Projector::new(
+        env.db.clone(),
+        env.store.clone(),
+        Arc::new(CountingProjection),
+    );
+    let handle = projector.clone().spawn();
+    assert!(handle.wait_for(1000, Duration::from_secs(60)).await);
+
+    // Act: rebuild from another projector instance (as the CLI would), then append more.
+    let mut calls = 0;
+    let last = rebuild(&projector, |done, total| {
+        calls += 1;
+        assert!(done <= total);
+    })
+    .await
+    .unwrap();
+    seed(env.store.as_ref(), 100).await;
+
+    // Assert: no double count, the running projector resynced from the rebuilt
+    // checkpoint.
+    assert_eq!(last, 1000);
+    assert!(calls >= 2);
+    assert!(handle.wait_for(1100, Duration::from_secs(60)).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (total, _) = counts(&env.db).await;
+    assert_eq!(total, 1100);
+    assert_eq!(checkpoint(&env.db).await, 1100);
+}
+
+async fn it_should_not_double_count_with_two_projectors(env: Env) {
+    // Arrange: two projectors on the same read model (a leadership failure).
+    let a = Projector::new(
+        env.db.clone(),
+        env.store.clone(),
+        Arc::new(CountingProjection),
+    )
+    .with_batch_size(10)
+    .spawn();
+    let b = Projector::new(
+        env.db.clone(),
+        env.store.clone(),
+        Arc::new(CountingProjection),
+    )
+    .with_batch_size(7)
+    .spawn();
+
+    // Act
+    seed(env.store.as_ref(), 1500).await;
+
+    // Assert
+    assert!(a.wait_for(1500, Duration::from_secs(60)).await);
+    assert!(b.wait_for(1500, Duration::from_secs(60)).await);
+    assert_eq!(counts(&env.db).await.0, 1500);
+}
+
+#[tokio::test]
+async fn sqlite_resume_after_stop() {
+    it_should_resume_after_a_stop_without_double_counting(sqlite_env().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_rebuild_under_running_projector() {
+    it_should_rebuild_from_zero_under_a_running_projector(sqlite_env().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_two_projectors() {
+    it_should_not_double_count_with_two_projectors(sqlite_env().await).await;
+}
+
+#[tokio::test]
+async fn postgres_resume_after_stop() {
+    if let Some(env) = postgres_env().await {
+        it_should_resume_after_a_stop_without_double_counting(env).await;
+    }
+}
+
+#[tokio::test]
+async fn postgres_rebuild_under_running_projector() {
+    if let Some(env) = postgres_env().await {
+        it_should_rebuild_from_zero_under_a_running_projector(env).await;
+    }
+}
+
+#[tokio::test]
+async fn postgres_two_projectors() {
+    if let Some(env) = postgres_env().await {
+        it_should_not_double_count_with_two_projectors(env).await;
+    }
+}
