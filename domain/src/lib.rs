@@ -5,4 +5,10 @@
 //! `commands` and `api`, and `api` wires them together.
 #![forbid(unsafe_code)]
 
+mod base62;
+pub mod ids;
 pub mod store;
+pub mod token;
+
+pub use ids::{KeyId, OrgId, StreamId};
+pub use token::{Environment, ParsedToken, Token, TokenError};
