@@ -7,8 +7,14 @@
 
 mod base62;
 pub mod ids;
+pub mod plan;
+pub mod scope;
 pub mod store;
 pub mod token;
+pub mod values;
 
 pub use ids::{KeyId, OrgId, StreamId};
+pub use plan::Plan;
+pub use scope::{Scope, Scopes};
 pub use token::{Environment, ParsedToken, Token, TokenError};
+pub use values::{AllowedIps, Cidr, KeyName, OrgName, RateLimit};
