@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod base62;
+pub mod events;
 pub mod ids;
 pub mod plan;
 pub mod scope;
@@ -13,6 +14,9 @@ pub mod store;
 pub mod token;
 pub mod values;
 
+pub use events::{
+    ApiKeyEvent, DecodeError, DomainEvent, OrganizationEvent, SecretHash, UsageEvent,
+};
 pub use ids::{KeyId, OrgId, StreamId};
 pub use plan::Plan;
 pub use scope::{Scope, Scopes};
