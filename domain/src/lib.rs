@@ -9,6 +9,7 @@
 pub mod aggregate;
 pub mod apikey;
 mod base62;
+pub mod bus;
 pub mod events;
 pub mod ids;
 pub mod organization;
@@ -22,6 +23,7 @@ pub mod values;
 
 pub use aggregate::Aggregate;
 pub use apikey::{ApiKey, KeyStatus};
+pub use bus::{RevocationBus, RevocationNotice};
 pub use events::{
     ApiKeyEvent, DecodeError, DomainEvent, OrganizationEvent, SecretHash, UsageEvent,
 };
