@@ -79,8 +79,9 @@ impl FromStr for KeyStatus {
 
 /// An existing key. "Not yet created" is `None` in `Option<State>`.
 ///
-/// `Debug` redacts the secret hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` redacts the secret hash and `Serialize` leaves it out, so the state can be
+/// printed as is (e.g. by `keyledger audit`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct State {
     /// Its id.
     pub id: KeyId,
@@ -98,7 +99,8 @@ pub struct State {
     pub expires_at: Option<DateTime<Utc>>,
     /// Its own rate limit, replacing the plan's.
     pub rate_limit_per_minute: Option<RateLimit>,
-    /// argon2id PHC string of its token.
+    /// argon2id PHC string of its token. Never serialized.
+    #[serde(skip_serializing)]
     pub secret_hash: SecretHash,
     /// The displayed prefix.
     pub prefix: String,

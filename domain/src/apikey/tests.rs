@@ -424,6 +424,9 @@ fn it_should_fold_a_history_into_state() {
     assert_eq!(state.status(t(1)), KeyStatus::Active);
     assert_eq!(state.requests_per_minute(Plan::Professional), 100);
     assert!(!format!("{state:?}").contains("argon2id"));
+    let json = serde_json::to_value(&state).unwrap();
+    assert!(json.get("secret_hash").is_none());
+    assert_eq!(json["name"], "deploy");
 }
 
 #[test]
