@@ -1,0 +1,416 @@
+//! Value objects: validated newtypes built with `parse()`.
+//!
+//! Each type also validates when deserialized, so a JSON body or an event can never
+//! carry a value that `parse()` would have refused.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// Longest key or organisation name, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+
+/// Why a name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Nothing left after trimming whitespace.
+    #[error("name must not be empty")]
+    Empty,
+    /// More than [`MAX_NAME_CHARS`] characters after trimming.
+    #[error("name is {actual} characters long, at most {max} are allowed")]
+    TooLong {
+        /// Characters given (after trimming).
+        actual: usize,
+        /// [`MAX_NAME_CHARS`].
+        max: usize,
+    },
+    /// A control character (newline, tab, NUL, ...), which would garble lists and logs.
+    #[error("name must not contain control characters")]
+    ControlCharacter,
+}
+
+fn parse_name(input: &str) -> Result<String, NameError> {
+    let trimmed = input.trim();
+    let chars = trimmed.chars().count();
+    if chars == 0 {
+        Err(NameError::Empty)
+    } else if chars > MAX_NAME_CHARS {
+        Err(NameError::TooLong {
+            actual: chars,
+            max: MAX_NAME_CHARS,
+        })
+    } else if trimmed.chars().any(char::is_control) {
+        Err(NameError::ControlCharacter)
+    } else {
+        Ok(trimmed.to_owned())
+    }
+}
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// Trims surrounding whitespace and checks 1 to 100 characters, no control
+            /// characters.
+            pub fn parse(input: &str) -> Result<Self, NameError> {
+                parse_name(input).map(Self)
+            }
+
+            /// The name.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = NameError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = NameError;
+
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                Self::parse(&s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(name: $name) -> String {
+                name.0
+            }
+        }
+    };
+}
+
+name_type!(
+    /// A key's human name: trimmed, 1 to 100 characters.
+    KeyName
+);
+name_type!(
+    /// An organisation's name: trimmed, 1 to 100 characters.
+    OrgName
+);
+
+/// Why an IP range was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid IP address or CIDR {input:?}: expected e.g. 203.0.113.0/24, 2001:db8::/32 or 198.51.100.7"
+)]
+pub struct CidrError {
+    /// What was given.
+    pub input: String,
+}
+
+/// An IPv4 or IPv6 network. A bare address is a network of one (`/32` or `/128`).
+///
+/// Host bits are cleared when parsing (`10.1.2.3/8` becomes `10.0.0.0/8`), so equal
+/// networks compare equal. Displays and serializes as `addr/len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Cidr(IpNet);
+
+impl Cidr {
+    /// Parses `a.b.c.d/n`, `x:y::/n`, or a bare address.
+    pub fn parse(input: &str) -> Result<Cidr, CidrError> {
+        let s = input.trim();
+        let net = if s.contains('/') {
+            s.parse::<IpNet>().ok()
+        } else {
+            s.parse::<IpAddr>().ok().map(IpNet::from)
+        };
+        net.map(|n| Cidr(n.trunc())).ok_or_else(|| CidrError {
+            input: input.to_owned(),
+        })
+    }
+
+    /// Whether `addr` is inside this network. An IPv4-mapped IPv6 address
+    /// (`::ffff:a.b.c.d`, as seen on dual-stack sockets) counts as its IPv4 address.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        if self.0.contains(&addr) {
+            return true;
+        }
+        match (self.0, addr) {
+            (IpNet::V4(net), IpAddr::V6(v6)) => {
+                v6.to_ipv4_mapped().is_some_and(|v4| net.contains(&v4))
+            }
+            _ => false,
+        }
+    }
+
+    /// The underlying network.
+    pub fn as_ipnet(&self) -> IpNet {
+        self.0
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = CidrError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Cidr::parse(s)
+    }
+}
+
+impl TryFrom<String> for Cidr {
+    type Error = CidrError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Cidr::parse(&s)
+    }
+}
+
+impl From<Cidr> for String {
+    fn from(cidr: Cidr) -> String {
+        cidr.to_string()
+    }
+}
+
+/// The networks a key may be used from: sorted and deduplicated. Empty = anywhere.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AllowedIps(BTreeSet<Cidr>);
+
+impl AllowedIps {
+    /// No restriction.
+    pub fn any() -> AllowedIps {
+        AllowedIps(BTreeSet::new())
+    }
+
+    /// Parses every entry; the first bad one is the error.
+    pub fn parse<I, S>(entries: I) -> Result<AllowedIps, CidrError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        entries
+            .into_iter()
+            .map(|e| Cidr::parse(e.as_ref()))
+            .collect()
+    }
+
+    /// Whether a call from `addr` is allowed: always when the list is empty.
+    pub fn permits(&self, addr: IpAddr) -> bool {
+        self.0.is_empty() || self.0.iter().any(|c| c.contains(addr))
+    }
+
+    /// Whether no restriction is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The networks in sorted order.
+    pub fn iter(&self) -> impl Iterator<Item = Cidr> + '_ {
+        self.0.iter().copied()
+    }
+
+    /// The networks as strings, in sorted order.
+    pub fn to_strings(&self) -> Vec<String> {
+        self.iter().map(|c| c.to_string()).collect()
+    }
+}
+
+impl FromIterator<Cidr> for AllowedIps {
+    fn from_iter<T: IntoIterator<Item = Cidr>>(iter: T) -> Self {
+        AllowedIps(iter.into_iter().collect())
+    }
+}
+
+/// Smallest per-key rate limit override.
+pub const MIN_RATE_LIMIT: u32 = 1;
+/// Largest per-key rate limit override.
+pub const MAX_RATE_LIMIT: u32 = 1_000_000;
+
+/// A rate limit override outside `1..=1_000_000` requests per minute.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "rate limit must be between {MIN_RATE_LIMIT} and {MAX_RATE_LIMIT} requests per minute, got {0}"
+)]
+pub struct RateLimitError(pub u64);
+
+/// A key's own rate limit, replacing its plan's: 1 to 1,000,000 requests per minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u32")]
+pub struct RateLimit(u32);
+
+impl RateLimit {
+    /// Checks the range.
+    pub fn parse(per_minute: u64) -> Result<RateLimit, RateLimitError> {
+        u32::try_from(per_minute)
+            .ok()
+            .filter(|n| (MIN_RATE_LIMIT..=MAX_RATE_LIMIT).contains(n))
+            .map(RateLimit)
+            .ok_or(RateLimitError(per_minute))
+    }
+
+    /// Requests per minute.
+    pub const fn per_minute(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/min", self.0)
+    }
+}
+
+impl TryFrom<u64> for RateLimit {
+    type Error = RateLimitError;
+
+    fn try_from(n: u64) -> Result<Self, Self::Error> {
+        RateLimit::parse(n)
+    }
+}
+
+impl From<RateLimit> for u32 {
+    fn from(limit: RateLimit) -> u32 {
+        limit.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn it_should_trim_a_key_name() {
+        assert_eq!(
+            KeyName::parse("  ci deploy \n").unwrap().as_str(),
+            "ci deploy"
+        );
+    }
+
+    #[test]
+    fn it_should_refuse_an_empty_or_blank_name() {
+        assert_eq!(KeyName::parse(""), Err(NameError::Empty));
+        assert_eq!(KeyName::parse(" \t "), Err(NameError::Empty));
+    }
+
+    #[test]
+    fn it_should_count_characters_not_bytes() {
+        assert!(KeyName::parse(&"é".repeat(100)).is_ok());
+        assert_eq!(
+            KeyName::parse(&"a".repeat(101)),
+            Err(NameError::TooLong {
+                actual: 101,
+                max: 100
+            })
+        );
+    }
+
+    #[test]
+    fn it_should_refuse_control_characters_and_say_why() {
+        let err = KeyName::parse("a\u{0}b").unwrap_err();
+        assert_eq!(err, NameError::ControlCharacter);
+        assert!(err.to_string().contains("control"));
+    }
+
+    #[test]
+    fn it_should_validate_names_when_deserializing() {
+        assert!(serde_json::from_str::<KeyName>("\"\"").is_err());
+        assert_eq!(
+            serde_json::from_str::<OrgName>("\"acme\"")
+                .unwrap()
+                .as_str(),
+            "acme"
+        );
+    }
+
+    #[test]
+    fn it_should_parse_cidrs_and_bare_addresses() {
+        assert_eq!(Cidr::parse("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(
+            Cidr::parse("198.51.100.7").unwrap().to_string(),
+            "198.51.100.7/32"
+        );
+        assert_eq!(
+            Cidr::parse("2001:db8::/32").unwrap().to_string(),
+            "2001:db8::/32"
+        );
+        assert_eq!(Cidr::parse("::1").unwrap().to_string(), "::1/128");
+    }
+
+    #[test]
+    fn it_should_refuse_bad_cidrs() {
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "300.1.1.1",
+            "10.0.0.0/",
+            "::/129",
+            "example.com",
+        ] {
+            let err = Cidr::parse(bad).unwrap_err();
+            assert_eq!(err.input, bad);
+        }
+    }
+
+    #[test]
+    fn it_should_tell_whether_an_address_is_inside() {
+        let net = Cidr::parse("203.0.113.0/24").unwrap();
+        assert!(net.contains("203.0.113.9".parse().unwrap()));
+        assert!(!net.contains("203.0.114.1".parse().unwrap()));
+        assert!(net.contains("::ffff:203.0.113.9".parse().unwrap()));
+        let v6 = Cidr::parse("2001:db8::/32").unwrap();
+        assert!(v6.contains("2001:db8::42".parse().unwrap()));
+        assert!(!v6.contains("203.0.113.9".parse().unwrap()));
+    }
+
+    #[test]
+    fn it_should_permit_anywhere_when_no_ips_are_set() {
+        let addr = "192.0.2.1".parse().unwrap();
+        assert!(AllowedIps::any().permits(addr));
+        let only = AllowedIps::parse(["10.0.0.0/8", "10.0.0.1"]).unwrap();
+        assert!(!only.permits(addr));
+        assert!(only.permits("10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn it_should_sort_and_deduplicate_allowed_ips() {
+        let ips = AllowedIps::parse(["10.0.0.7/8", "10.0.0.0/8", "1.1.1.1"]).unwrap();
+        assert_eq!(ips.to_strings(), ["1.1.1.1/32", "10.0.0.0/8"]);
+        assert_eq!(
+            serde_json::to_string(&ips).unwrap(),
+            r#"["1.1.1.1/32","10.0.0.0/8"]"#
+        );
+        assert!(serde_json::from_str::<AllowedIps>(r#"["nope"]"#).is_err());
+    }
+
+    #[test]
+    fn it_should_bound_the_rate_limit() {
+        assert_eq!(RateLimit::parse(1).unwrap().per_minute(), 1);
+        assert_eq!(RateLimit::parse(1_000_000).unwrap().per_minute(), 1_000_000);
+        assert_eq!(RateLimit::parse(0), Err(RateLimitError(0)));
+        assert_eq!(RateLimit::parse(1_000_001), Err(RateLimitError(1_000_001)));
+        assert_eq!(RateLimit::parse(u64::MAX), Err(RateLimitError(u64::MAX)));
+        assert!(serde_json::from_str::<RateLimit>("0").is_err());
+        assert_eq!(
+            serde_json::to_string(&RateLimit::parse(5).unwrap()).unwrap(),
+            "5"
+        );
+    }
+}
