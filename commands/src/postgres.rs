@@ -155,9 +155,13 @@ impl PostgresEventStore {
             seen.dedup();
             seen
         };
+        // One index-only probe per stream (a correlated MAX uses the (stream, version)
+        // index backwards); `WHERE stream = ANY(..) GROUP BY stream` scans every row of
+        // every stream instead, which made appends to a long stream O(stream length).
         let rows = sqlx::query(
-            "SELECT stream, MAX(stream_version) AS version FROM events \
-             WHERE stream = ANY($1) GROUP BY stream",
+            "SELECT s.stream, COALESCE((SELECT MAX(e.stream_version) FROM events e \
+             WHERE e.stream = s.stream), 0)::bigint AS version \
+             FROM UNNEST($1::text[]) AS s(stream)",
         )
         .bind(&streams)
         .fetch_all(&mut *tx)
