@@ -144,22 +144,31 @@ impl SqliteEventStore {
         })
     }
 
-    /// Explains a unique violation: the stream moved on (a writer outside this protocol
-    /// got there first), or an event id was already stored.
-    async fn explain_unique_violation(&self, request: &AppendRequest) -> StoreError {
-        match Self::current_version(&self.pool, &request.stream).await {
-            Ok(actual) if !request.expected.matches(actual) => StoreError::WrongExpectedVersion {
-                stream: request.stream.clone(),
-                expected: request.expected,
-                actual,
-            },
-            Ok(_) => StoreError::InvalidAppend(format!(
-                "an event id in the append to {} is already stored",
-                request.stream
-            )),
-            Err(error) => error,
+    /// Explains a unique violation. Under the write lock the version check already
+    /// passed, so this is a duplicate event id, unless a writer outside this protocol
+    /// moved a stream on.
+    async fn explain_unique_violation(&self, requests: &[AppendRequest]) -> StoreError {
+        for request in requests {
+            match Self::current_version(&self.pool, &request.stream).await {
+                Ok(actual) if !request.expected.matches(actual) => {
+                    return StoreError::WrongExpectedVersion {
+                        stream: request.stream.clone(),
+                        expected: request.expected,
+                        actual,
+                    };
+                }
+                Ok(_) => {}
+                Err(error) => return error,
+            }
         }
+        StoreError::InvalidAppend("an event id in this append is already stored".into())
     }
+}
+
+/// JSON text for a `json_each(?)` parameter.
+fn json_text<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::InvalidAppend(format!("append cannot be encoded: {e}")))
 }
 
 fn decode(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
@@ -202,13 +211,37 @@ impl EventStore for SqliteEventStore {
             .await
             .map_err(codec::unavailable)?;
         let recorded_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
-        let mut versions: HashMap<&str, u64> = HashMap::new();
-        let mut outcomes = Vec::with_capacity(requests.len());
+
+        // Current versions of every stream named, in one statement (one index probe each).
+        let streams: Vec<&str> = {
+            let mut seen: Vec<&str> = requests.iter().map(|r| r.stream.as_str()).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            seen
+        };
+        let rows = sqlx::query(
+            "SELECT s.value AS stream, COALESCE((SELECT MAX(e.stream_version) FROM events e \
+             WHERE e.stream = s.value), 0) AS version FROM json_each(?) AS s",
+        )
+        .bind(json_text(&streams)?)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(codec::unavailable)?;
+        let mut versions: HashMap<String, u64> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let stream: String = row.try_get("stream").map_err(codec::unavailable)?;
+            let version: i64 = row.try_get("version").map_err(codec::unavailable)?;
+            let version = u64::try_from(version).map_err(|_| {
+                codec::corrupt_at(0, format!("stream {stream} has negative version {version}"))
+            })?;
+            versions.insert(stream, version);
+        }
+
+        // Every new row as a JSON array, inserted by one statement.
+        let mut new_rows = Vec::with_capacity(requests.iter().map(|r| r.events.len()).sum());
+        let mut last_events = Vec::with_capacity(requests.len());
         for request in &requests {
-            let current = match versions.get(request.stream.as_str()) {
-                Some(version) => *version,
-                None => Self::current_version(&mut *tx, &request.stream).await?,
-            };
+            let current = versions.get(&request.stream).copied().unwrap_or(0);
             if !request.expected.matches(current) {
                 return Err(StoreError::WrongExpectedVersion {
                     stream: request.stream.clone(),
@@ -217,34 +250,56 @@ impl EventStore for SqliteEventStore {
                 });
             }
             let mut version = current;
-            let mut position = 0;
             for event in &request.events {
                 version += 1;
-                let inserted: Result<i64, sqlx::Error> = sqlx::query_scalar(
-                    "INSERT INTO events (event_id, stream, stream_version, event_type, \
-                     schema_version, data, metadata, recorded_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING position",
-                )
-                .bind(event.event_id.to_string())
-                .bind(&request.stream)
-                .bind(codec::to_i64(version, "stream version")?)
-                .bind(&event.event_type)
-                .bind(i64::from(event.schema_version))
-                .bind(event.data.to_string())
-                .bind(codec::metadata_json(&event.metadata)?.to_string())
-                .bind(&recorded_at)
-                .fetch_one(&mut *tx)
-                .await;
-                position = match inserted {
-                    Ok(position) => position,
-                    Err(error) if codec::is_unique_violation(&error) => {
-                        drop(tx);
-                        return Err(self.explain_unique_violation(request).await);
-                    }
-                    Err(error) => return Err(codec::unavailable(error)),
-                };
+                new_rows.push(serde_json::json!([
+                    event.event_id.to_string(),
+                    request.stream,
+                    codec::to_i64(version, "stream version")?,
+                    event.event_type,
+                    event.schema_version,
+                    event.data.to_string(),
+                    codec::metadata_json(&event.metadata)?.to_string(),
+                ]));
             }
-            versions.insert(&request.stream, version);
+            versions.insert(request.stream.clone(), version);
+            last_events.push((request.stream.clone(), version));
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO events (event_id, stream, stream_version, event_type, schema_version, \
+             data, metadata, recorded_at) \
+             SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'), \
+             json_extract(j.value, '$[2]'), json_extract(j.value, '$[3]'), \
+             json_extract(j.value, '$[4]'), json_extract(j.value, '$[5]'), \
+             json_extract(j.value, '$[6]'), ?2 \
+             FROM json_each(?1) AS j ORDER BY j.key \
+             RETURNING stream, stream_version, position",
+        )
+        .bind(json_text(&new_rows)?)
+        .bind(&recorded_at)
+        .fetch_all(&mut *tx)
+        .await;
+        let inserted = match inserted {
+            Ok(rows) => rows,
+            Err(error) if codec::is_unique_violation(&error) => {
+                drop(tx);
+                return Err(self.explain_unique_violation(&requests).await);
+            }
+            Err(error) => return Err(codec::unavailable(error)),
+        };
+        let mut positions: HashMap<(String, i64), i64> = HashMap::with_capacity(inserted.len());
+        for row in inserted {
+            let stream: String = row.try_get("stream").map_err(codec::unavailable)?;
+            let version: i64 = row.try_get("stream_version").map_err(codec::unavailable)?;
+            let position: i64 = row.try_get("position").map_err(codec::unavailable)?;
+            positions.insert((stream, version), position);
+        }
+        let mut outcomes = Vec::with_capacity(last_events.len());
+        for (stream, version) in last_events {
+            let key = (stream, codec::to_i64(version, "stream version")?);
+            let position = positions.get(&key).copied().ok_or_else(|| {
+                StoreError::Unavailable(format!("insert returned no position for {key:?}"))
+            })?;
             outcomes.push(AppendOutcome {
                 stream_version: version,
                 position: u64::try_from(position).unwrap_or(0),
