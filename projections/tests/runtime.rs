@@ -1,6 +1,8 @@
 //! The projector runtime against real stores: checkpoints move with the rows, a restart
 //! resumes without double counting, a rebuild replays from 0, and two projectors on one
 //! read model never double count (the checkpoint compare-and-set).
+// Test helpers outside `#[test]` functions panic on purpose: a failed setup is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -160,7 +162,7 @@ async fn it_should_resume_after_a_stop_without_double_counting(env: Env) {
 
     // Assert: what is stored matches the stored checkpoint exactly, mid-stream.
     let at_stop = checkpoint(&env.db).await;
-    assert!(at_stop >= 500 && at_stop < 3000, "stopped at {at_stop}");
+    assert!((500..3000).contains(&at_stop), "stopped at {at_stop}");
     assert_eq!(counts(&env.db).await.0, at_stop);
 
     // Act: restart, and append more while it runs (live).
