@@ -1,6 +1,7 @@
 //! keyledger's write side: the event store adapters (SQLite for the embedded default,
-//! Postgres for production) behind the `domain::store::EventStore` port, and, later, the
-//! command handlers that load an aggregate, decide, and append with an expected version.
+//! Postgres for production) behind the `domain::store::EventStore` port, the key
+//! lifecycle's command handlers ([`keys::KeyService`]: load an aggregate, decide, append
+//! with an expected version), and argon2 token hashing ([`hashing`]).
 //!
 //! Adapters are reached through [`open_event_store`], which picks one by URL scheme, or
 //! constructed directly ([`SqliteEventStore`], [`PostgresEventStore`]).
@@ -9,6 +10,7 @@
 mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod hashing;
 pub mod postgres;
 pub mod sqlite;
 mod subscription;
