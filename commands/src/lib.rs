@@ -11,6 +11,7 @@ mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod hashing;
+pub mod keys;
 pub mod postgres;
 pub mod sqlite;
 mod subscription;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 use domain::store::{EventStore, StoreError};
 
+pub use keys::{CommandContext, CommandError, KeyService};
 pub use postgres::{PendingAppend, PostgresEventStore};
 pub use sqlite::SqliteEventStore;
 

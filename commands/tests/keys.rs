@@ -1,0 +1,803 @@
+//! The key lifecycle's command handlers (`commands::keys::KeyService`) against SQLite
+//! (always) and Postgres (when `KEYLEDGER_TEST_POSTGRES_URL` is set; unset, the Postgres
+//! cases print a line and pass; set but unreachable, they fail). The same generic cases
+//! run on both; each gets a fresh database.
+// Test helpers outside #[test] fns fail loudly on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{TimeDelta, Utc};
+use commands::conformance::TestDatabase;
+use commands::hashing::verify_token;
+use commands::keys::{
+    BOOTSTRAP_ORG_ID, CommandContext, CommandError, CreatedKey, KeyPatch, KeyService, NewKey,
+};
+use commands::{PostgresEventStore, SqliteEventStore};
+use domain::store::EventStore;
+use domain::{
+    AllowedIps, Environment, KeyName, KeyStatus, OrgId, OrgName, Plan, Scope, Scopes, organization,
+};
+use sqlx::{Connection, Executor};
+
+// ---------------------------------------------------------------- databases
+
+struct SqliteDb {
+    dir: tempfile::TempDir,
+}
+
+#[async_trait]
+impl TestDatabase for SqliteDb {
+    async fn open(&self) -> Arc<dyn EventStore> {
+        let url = format!("sqlite://{}", self.dir.path().join("events.db").display());
+        let store = SqliteEventStore::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        Arc::new(store)
+    }
+}
+
+struct PgDb {
+    base: String,
+    name: String,
+    url: String,
+}
+
+#[async_trait]
+impl TestDatabase for PgDb {
+    async fn open(&self) -> Arc<dyn EventStore> {
+        let store = PostgresEventStore::connect(&self.url).await.unwrap();
+        store.migrate().await.unwrap();
+        Arc::new(store)
+    }
+}
+
+async fn fresh_sqlite() -> Option<SqliteDb> {
+    Some(SqliteDb {
+        dir: tempfile::tempdir().unwrap(),
+    })
+}
+
+async fn cleanup_sqlite(_db: SqliteDb) {}
+
+async fn fresh_postgres() -> Option<PgDb> {
+    let Ok(base) = std::env::var("KEYLEDGER_TEST_POSTGRES_URL") else {
+        eprintln!("KEYLEDGER_TEST_POSTGRES_URL is not set: skipping this Postgres test");
+        return None;
+    };
+    let name = format!("kl_test_{}", uuid::Uuid::now_v7().simple());
+    let mut admin = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("KEYLEDGER_TEST_POSTGRES_URL is set but Postgres is unreachable");
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .unwrap();
+    let without_query = base.split('?').next().unwrap_or(&base);
+    let (server, _) = without_query
+        .rsplit_once('/')
+        .expect("URL names a database");
+    let url = format!("{server}/{name}");
+    Some(PgDb { base, name, url })
+}
+
+async fn cleanup_postgres(db: PgDb) {
+    // Best effort: FORCE ends connections the stores' pools still hold.
+    if let Ok(mut admin) = sqlx::PgConnection::connect(&db.base).await {
+        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name);
+        let _ = admin.execute(sqlx::AssertSqlSafe(drop)).await;
+    }
+}
+
+/// One `#[tokio::test]` per case and back end.
+macro_rules! key_tests {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let Some(db) = super::fresh_sqlite().await else { return };
+                    super::$case(&db).await;
+                    super::cleanup_sqlite(db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let Some(db) = super::fresh_postgres().await else { return };
+                    super::$case(&db).await;
+                    super::cleanup_postgres(db).await;
+                }
+            )*
+        }
+    };
+}
+
+key_tests!(
+    creates_an_organization_with_a_root_key,
+    a_starter_organization_cannot_create_keys,
+    a_plan_change_lets_an_organization_create_keys,
+    the_key_limit_holds_under_thirty_concurrent_creates,
+    an_expired_key_frees_its_slot,
+    enterprise_has_no_key_limit,
+    a_key_cannot_grant_a_scope_it_does_not_hold,
+    another_organizations_key_is_not_found,
+    update_key_appends_every_change_at_once,
+    update_key_with_a_stale_if_match_fails,
+    revoking_twice_is_a_no_op,
+    rotation_keeps_both_keys_active_during_the_grace_period,
+    concurrent_bootstraps_create_one_organization,
+    bootstrap_does_nothing_on_a_non_empty_store,
+    no_secret_reaches_the_store,
+);
+
+// ---------------------------------------------------------------- helpers
+
+fn ctx() -> CommandContext {
+    CommandContext {
+        actor: "cli:test".into(),
+        request_id: Some("req-1".into()),
+        correlation_id: Some("corr-1".into()),
+    }
+}
+
+fn new_key(name: &str) -> NewKey {
+    NewKey {
+        name: KeyName::parse(name).unwrap(),
+        scopes: None,
+        environment: Environment::Test,
+        allowed_ips: AllowedIps::any(),
+        expires_at: None,
+        rate_limit_per_minute: None,
+    }
+}
+
+fn scopes(names: &[&str]) -> Scopes {
+    Scopes::parse(names.iter().copied()).unwrap()
+}
+
+async fn service(db: &impl TestDatabase) -> KeyService {
+    KeyService::new(db.open().await)
+}
+
+async fn org(svc: &KeyService, plan: Plan) -> (organization::State, CreatedKey) {
+    svc.create_organization(
+        &ctx(),
+        OrgName::parse("acme").unwrap(),
+        plan,
+        Environment::Test,
+    )
+    .await
+    .unwrap()
+}
+
+/// How many `KeyCreated` events the store holds for `org`.
+async fn key_created_count(store: &Arc<dyn EventStore>, org: OrgId) -> usize {
+    let mut count = 0;
+    let mut after = 0;
+    loop {
+        let batch = store.read_all(after, 500).await.unwrap();
+        let Some(last) = batch.last() else {
+            return count;
+        };
+        after = last.position;
+        count += batch
+            .iter()
+            .filter(|e| e.event_type == "KeyCreated" && e.data["org_id"] == serde_json::json!(org))
+            .count();
+    }
+}
+
+// ---------------------------------------------------------------- cases
+
+async fn creates_an_organization_with_a_root_key(db: &impl TestDatabase) {
+    // Arrange
+    let svc = service(db).await;
+
+    // Act
+    let (org, root) = org(&svc, Plan::Professional).await;
+
+    // Assert
+    assert_eq!(org.plan, Plan::Professional);
+    assert_eq!(org.issued_keys, vec![root.key.id]);
+    assert_eq!(root.key.org_id, org.id);
+    assert_eq!(root.key.scopes, Scope::all());
+    assert_eq!(root.key.status(Utc::now()), KeyStatus::Active);
+    assert_eq!(root.token.key_id(), root.key.id);
+    assert_eq!(root.written.version, 1);
+    assert!(root.written.position >= 3, "org events and KeyCreated");
+    assert_eq!(
+        svc.load_key(root.key.id).await.unwrap(),
+        Some(root.key.clone())
+    );
+    assert_eq!(svc.load_org(org.id).await.unwrap(), Some(org.clone()));
+    assert_eq!(
+        svc.list_org_key_ids(org.id).await.unwrap(),
+        vec![root.key.id]
+    );
+
+    let token = root.token.expose_secret().to_owned();
+    assert!(verify_token(&token, &root.key.secret_hash));
+    let mut altered = token.clone().into_bytes();
+    let last = altered.len() - 1;
+    altered[last] = if altered[last] == b'a' { b'b' } else { b'a' };
+    let altered = String::from_utf8(altered).unwrap();
+    assert!(!verify_token(&altered, &root.key.secret_hash));
+
+    let events = svc
+        .store()
+        .read_stream(&root.key.id.stream(), 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(events[0].metadata.actor, "cli:test");
+    assert_eq!(events[0].metadata.request_id.as_deref(), Some("req-1"));
+    assert_eq!(events[0].metadata.correlation_id.as_deref(), Some("corr-1"));
+}
+
+async fn a_starter_organization_cannot_create_keys(db: &impl TestDatabase) {
+    let svc = service(db).await;
+    let (org, _) = org(&svc, Plan::Starter).await;
+
+    let result = svc
+        .create_key(&ctx(), org.id, &Scope::all(), new_key("k"))
+        .await;
+
+    assert!(
+        matches!(result, Err(CommandError::PlanRequired)),
+        "{result:?}"
+    );
+    assert_eq!(key_created_count(svc.store(), org.id).await, 1, "root only");
+}
+
+async fn a_plan_change_lets_an_organization_create_keys(db: &impl TestDatabase) {
+    let svc = service(db).await;
+    let (org, _) = org(&svc, Plan::Starter).await;
+
+    let changed = svc
+        .change_plan(&ctx(), org.id, Plan::Professional)
+        .await
+        .unwrap();
+    let unchanged = svc
+        .change_plan(&ctx(), org.id, Plan::Professional)
+        .await
+        .unwrap();
+
+    assert_eq!(changed.version, 3);
+    assert_eq!(unchanged, changed, "same plan: nothing written");
+    svc.create_key(&ctx(), org.id, &Scope::all(), new_key("k"))
+        .await
+        .unwrap();
+    let missing = OrgId::new_v7();
+    assert!(matches!(
+        svc.change_plan(&ctx(), missing, Plan::Enterprise).await,
+        Err(CommandError::NotFound)
+    ));
+}
+
+async fn the_key_limit_holds_under_thirty_concurrent_creates(db: &impl TestDatabase) {
+    // Arrange: two services on separate pools, as two nodes would be.
+    let a = service(db).await;
+    let b = service(db).await;
+    let (org, _root) = org(&a, Plan::Professional).await;
+
+    // Act
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let svc = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                svc.create_key(&ctx(), org.id, &Scope::all(), new_key(&format!("k{i}")))
+                    .await
+            })
+        })
+        .collect();
+    let mut created = Vec::new();
+    let mut refused = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(key) => created.push(key),
+            Err(CommandError::KeyLimitReached { limit: 10 }) => refused += 1,
+            Err(other) => panic!("unexpected error: {other:?}"),
+        }
+    }
+
+    // Assert: the root key is outside the plan's limit.
+    assert_eq!(created.len(), 10);
+    assert_eq!(refused, 20);
+    assert_eq!(
+        key_created_count(a.store(), org.id).await,
+        10 + 1,
+        "10 and the root"
+    );
+    assert_eq!(
+        a.load_org(org.id).await.unwrap().unwrap().issued_keys.len(),
+        11
+    );
+
+    // Revoking one frees a slot, for one key only.
+    let freed = created[3].key.id;
+    a.revoke(&ctx(), org.id, freed, Some("rotated out".into()))
+        .await
+        .unwrap();
+    a.create_key(&ctx(), org.id, &Scope::all(), new_key("again"))
+        .await
+        .unwrap();
+    let full = a
+        .create_key(&ctx(), org.id, &Scope::all(), new_key("too many"))
+        .await;
+    assert!(
+        matches!(full, Err(CommandError::KeyLimitReached { limit: 10 })),
+        "{full:?}"
+    );
+}
+
+async fn an_expired_key_frees_its_slot(db: &impl TestDatabase) {
+    let svc = service(db).await;
+    let (org, _) = org(&svc, Plan::Professional).await;
+    let mut short = new_key("short-lived");
+    short.expires_at = Some(Utc::now() + TimeDelta::milliseconds(1500));
+    svc.create_key(&ctx(), org.id, &Scope::all(), short)
+        .await
+        .unwrap();
+    for i in 0..9 {
+        svc.create_key(&ctx(), org.id, &Scope::all(), new_key(&format!("k{i}")))
+            .await
+            .unwrap();
+    }
+    let full = svc
+        .create_key(&ctx(), org.id, &Scope::all(), new_key("full"))
+        .await;
+    assert!(
+        matches!(full, Err(CommandError::KeyLimitReached { .. })),
+        "{full:?}"
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+
+    svc.create_key(&ctx(), org.id, &Scope::all(), new_key("after expiry"))
+        .await
+        .unwrap();
+}
+
+async fn enterprise_has_no_key_limit(db: &impl TestDatabase) {
+    let svc = service(db).await;
+    let (org, _) = org(&svc, Plan::Enterprise).await;
+
+    for i in 0..15 {
+        svc.create_key(&ctx(), org.id, &Scope::all(), new_key(&format!("k{i}")))
+            .await
+            .unwrap();
+    }
+
+    assert_eq!(key_created_count(svc.store(), org.id).await, 16);
+}
+
+async fn a_key_cannot_grant_a_scope_it_does_not_hold(db: &impl TestDatabase) {
+    let svc = service(db).await;
+    let (org, _) = org(&svc, Plan::Enterprise).await;
+    let granter = scopes(&["api-keys:create", "work-orders:read"]);
+
+    let mut asks_more = new_key("more");
+    asks_more.scopes = Some(scopes(&["work-orders:read", "assets:write"]));
+    let explicit = svc.create_key(&ctx(), org.id, &granter, asks_more).await;
+    // Omitted scopes mean every data scope, which this granter does not hold either.
+    let defaulted = svc
+        .create_key(&ctx(), org.id, &granter, new_key("all"))
+        .await;
+    let mut within = new_key("within");
+    within.scopes = Some(scopes(&["work-orders:read"]));
+    let allowed = svc
+        .create_key(&ctx(), org.id, &granter, within)
+        .await
+        .unwrap();
+
+    assert!(
+        matches!(explicit, Err(CommandError::ScopeNotHeld(s)) if s == Scope::ASSETS_WRITE),
+        "{explicit:?}"
+    );
+    assert!(
+        matches!(defaulted, Err(CommandError::ScopeNotHeld(_))),
+        "{defaulted:?}"
+    );
+    // Widening an existing key is granting too; narrowing is not.
+    let widen = KeyPatch {
+        scopes: Some(scopes(&["work-orders:read", "users:read"])),
+        ..KeyPatch::default()
+    };
+    let widened = svc
+        .update_key(&ctx(), org.id, allowed.key.id, &granter, widen, None)
+        .await;
+    assert!(
+        matches!(widened, Err(CommandError::ScopeNotHeld(s)) if s == Scope::USERS_READ),
+        "{widened:?}"
+    );
+    let (_, root) = svc
+        .create_organization(
+            &ctx(),
+            OrgName::parse("b").unwrap(),
+            Plan::Enterprise,
+            Environment::Test,
+        )
+        .await
+        .unwrap();
+    let narrow = KeyPatch {
+        scopes: Some(scopes(&["api-keys:read"])),
+        ..KeyPatch::default()
+    };
+    svc.update_key(&ctx(), root.key.org_id, root.key.id, &granter, narrow, None)
+        .await
+        .unwrap();
+}
+
+async fn another_organizations_key_is_not_found(db: &impl TestDatabase) {
+    let svc = service(db).await;
+    let (mine, _) = org(&svc, Plan::Enterprise).await;
+    let (theirs, their_root) = org(&svc, Plan::Enterprise).await;
+    let id = their_root.key.id;
+
+    let revoke = svc.revoke(&ctx(), mine.id, id, None).await;
+    let update = svc
+        .update_key(
+            &ctx(),
+            mine.id,
+            id,
+            &Scope::all(),
+            KeyPatch {
+                name: Some(KeyName::parse("mine now").unwrap()),
+                ..KeyPatch::default()
+            },
+            None,
+        )
+        .await;
+    let rotate = svc.rotate(&ctx(), mine.id, id, TimeDelta::zero()).await;
+    let missing_org = svc
+        .create_key(&ctx(), OrgId::new_v7(), &Scope::all(), new_key("k"))
+        .await;
+    let missing_key = svc
+        .revoke(&ctx(), mine.id, domain::KeyId::new_v7(), None)
+        .await;
+
+    assert!(matches!(revoke, Err(CommandError::NotFound)), "{revoke:?}");
+    assert!(matches!(update, Err(CommandError::NotFound)), "{update:?}");
+    assert!(matches!(rotate, Err(CommandError::NotFound)), "{rotate:?}");
+    assert!(
+        matches!(missing_org, Err(CommandError::NotFound)),
+        "{missing_org:?}"
+    );
+    assert!(
+        matches!(missing_key, Err(CommandError::NotFound)),
+        "{missing_key:?}"
+    );
+    let key = svc.load_key(id).await.unwrap().unwrap();
+    assert_eq!(key.version, 1, "untouched");
+    assert_eq!(key.org_id, theirs.id);
+}
+
+async fn update_key_appends_every_change_at_once(db: &impl TestDatabase) {
+    let svc = service(db).await;
+    let (org, _) = org(&svc, Plan::Enterprise).await;
+    let key = svc
+        .create_key(&ctx(), org.id, &Scope::all(), new_key("k"))
+        .await
+        .unwrap();
+    let expires_at = Utc::now() + TimeDelta::days(7);
+    let patch = KeyPatch {
+        name: Some(KeyName::parse("renamed").unwrap()),
+        scopes: Some(scopes(&["assets:read"])),
+        allowed_ips: Some(AllowedIps::parse(["10.0.0.0/8"]).unwrap()),
+        expires_at: Some(Some(expires_at)),
+    };
+
+    let written = svc
+        .update_key(
+            &ctx(),
+            org.id,
+            key.key.id,
+            &Scope::all(),
+            patch.clone(),
+            Some(1),
+        )
+        .await
+        .unwrap();
+    let again = svc
+        .update_key(&ctx(), org.id, key.key.id, &Scope::all(), patch, None)
+        .await
+        .unwrap();
+
+    assert_eq!(written.version, 5);
+    assert_eq!(again, written, "nothing changed: nothing written");
+    let events = svc
+        .store()
+        .read_stream(&key.key.id.stream(), 2, 10)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 4);
+    assert!(events.iter().all(|e| e.position <= written.position));
+    assert_eq!(events[3].position, written.position);
+    let state = svc.load_key(key.key.id).await.unwrap().unwrap();
+    assert_eq!(state.name.as_str(), "renamed");
+    assert_eq!(state.scopes, scopes(&["assets:read"]));
+    assert_eq!(
+        state.allowed_ips.to_strings(),
+        vec!["10.0.0.0/8".to_owned()]
+    );
+    assert_eq!(state.expires_at, Some(expires_at));
+
+    let past = svc
+        .update_key(
+            &ctx(),
+            org.id,
+            key.key.id,
+            &Scope::all(),
+            KeyPatch {
+                name: Some(KeyName::parse("not applied").unwrap()),
+                expires_at: Some(Some(Utc::now() - TimeDelta::seconds(1))),
+                ..KeyPatch::default()
+            },
+            None,
+        )
+        .await;
+    assert!(
+        matches!(
+            past,
+            Err(CommandError::Invalid {
+                field: "expires_at",
+                ..
+            })
+        ),
+        "{past:?}"
+    );
+    assert_eq!(
+        svc.load_key(key.key.id).await.unwrap().unwrap().version,
+        5,
+        "all or nothing"
+    );
+    let mut expired = new_key("past");
+    expired.expires_at = Some(Utc::now() - TimeDelta::seconds(1));
+    let create = svc.create_key(&ctx(), org.id, &Scope::all(), expired).await;
+    assert!(
+        matches!(
+            create,
+            Err(CommandError::Invalid {
+                field: "expires_at",
+                ..
+            })
+        ),
+        "{create:?}"
+    );
+}
+
+async fn update_key_with_a_stale_if_match_fails(db: &impl TestDatabase) {
+    let svc = service(db).await;
+    let (org, _) = org(&svc, Plan::Enterprise).await;
+    let key = svc
+        .create_key(&ctx(), org.id, &Scope::all(), new_key("k"))
+        .await
+        .unwrap();
+    let rename = |name: &str| KeyPatch {
+        name: Some(KeyName::parse(name).unwrap()),
+        ..KeyPatch::default()
+    };
+    svc.update_key(
+        &ctx(),
+        org.id,
+        key.key.id,
+        &Scope::all(),
+        rename("first"),
+        Some(1),
+    )
+    .await
+    .unwrap();
+
+    let stale = svc
+        .update_key(
+            &ctx(),
+            org.id,
+            key.key.id,
+            &Scope::all(),
+            rename("second"),
+            Some(1),
+        )
+        .await;
+
+    assert!(
+        matches!(stale, Err(CommandError::PreconditionFailed { current: 2 })),
+        "{stale:?}"
+    );
+    assert_eq!(
+        svc.load_key(key.key.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .name
+            .as_str(),
+        "first"
+    );
+}
+
+async fn revoking_twice_is_a_no_op(db: &impl TestDatabase) {
+    let svc = service(db).await;
+    let (org, _) = org(&svc, Plan::Enterprise).await;
+    let key = svc
+        .create_key(&ctx(), org.id, &Scope::all(), new_key("k"))
+        .await
+        .unwrap();
+
+    let first = svc
+        .revoke(&ctx(), org.id, key.key.id, Some("leaked".into()))
+        .await
+        .unwrap();
+    let second = svc
+        .revoke(&ctx(), org.id, key.key.id, Some("again".into()))
+        .await
+        .unwrap();
+
+    assert_eq!(first.version, 2);
+    assert_eq!(second, first);
+    let state = svc.load_key(key.key.id).await.unwrap().unwrap();
+    assert_eq!(state.status(Utc::now()), KeyStatus::Revoked);
+    assert_eq!(state.revocation_reason.as_deref(), Some("leaked"));
+    let rename = svc
+        .update_key(
+            &ctx(),
+            org.id,
+            key.key.id,
+            &Scope::all(),
+            KeyPatch {
+                name: Some(KeyName::parse("zombie").unwrap()),
+                ..KeyPatch::default()
+            },
+            None,
+        )
+        .await;
+    assert!(
+        matches!(rename, Err(CommandError::KeyRevoked)),
+        "{rename:?}"
+    );
+    let rotate = svc
+        .rotate(&ctx(), org.id, key.key.id, TimeDelta::zero())
+        .await;
+    assert!(
+        matches!(rotate, Err(CommandError::KeyRevoked)),
+        "{rotate:?}"
+    );
+    let long = svc
+        .revoke(&ctx(), org.id, key.key.id, Some("x".repeat(10_000)))
+        .await;
+    assert!(
+        long.is_ok(),
+        "a revoked key's revoke is a no-op whatever the reason"
+    );
+}
+
+async fn rotation_keeps_both_keys_active_during_the_grace_period(db: &impl TestDatabase) {
+    let svc = service(db).await;
+    let (org, _) = org(&svc, Plan::Professional).await;
+    let mut spec = new_key("ci");
+    spec.scopes = Some(scopes(&["work-orders:read", "assets:read"]));
+    spec.allowed_ips = AllowedIps::parse(["192.168.0.0/16"]).unwrap();
+    spec.rate_limit_per_minute = Some(domain::RateLimit::parse(42).unwrap());
+    let old = svc
+        .create_key(&ctx(), org.id, &Scope::all(), spec)
+        .await
+        .unwrap();
+    let grace = TimeDelta::hours(1);
+
+    let before = Utc::now();
+    let new = svc.rotate(&ctx(), org.id, old.key.id, grace).await.unwrap();
+    let after = Utc::now();
+
+    let old_state = svc.load_key(old.key.id).await.unwrap().unwrap();
+    let new_state = svc.load_key(new.key.id).await.unwrap().unwrap();
+    assert_eq!(new_state, new.key);
+    assert_eq!(old_state.status(Utc::now()), KeyStatus::Active);
+    assert_eq!(new_state.status(Utc::now()), KeyStatus::Active);
+    let old_expiry = old_state.expires_at.unwrap();
+    assert!(old_expiry >= before + grace && old_expiry <= after + grace);
+    assert_eq!(old_state.rotated_to, Some(new.key.id));
+    assert_eq!(new_state.rotated_from, Some(old.key.id));
+    assert_eq!(new_state.name, old_state.name);
+    assert_eq!(new_state.scopes, old_state.scopes);
+    assert_eq!(new_state.allowed_ips, old_state.allowed_ips);
+    assert_eq!(new_state.environment, old_state.environment);
+    assert_eq!(
+        new_state.rate_limit_per_minute,
+        old_state.rate_limit_per_minute
+    );
+    assert_eq!(new_state.expires_at, None, "the old key had no expiry");
+    assert_eq!(new.written.version, 1);
+    assert_eq!(new.token.key_id(), new.key.id);
+    assert!(verify_token(
+        new.token.expose_secret(),
+        &new_state.secret_hash
+    ));
+    assert!(!verify_token(
+        old.token.expose_secret(),
+        &new_state.secret_hash
+    ));
+    let issued = svc.list_org_key_ids(org.id).await.unwrap();
+    assert!(issued.contains(&new.key.id));
+
+    let twice = svc.rotate(&ctx(), org.id, old.key.id, grace).await;
+    assert!(matches!(twice, Err(CommandError::Conflict(_))), "{twice:?}");
+    let too_long = svc
+        .rotate(&ctx(), org.id, new.key.id, TimeDelta::days(31))
+        .await;
+    assert!(
+        matches!(
+            too_long,
+            Err(CommandError::Invalid {
+                field: "grace_period_seconds",
+                ..
+            })
+        ),
+        "{too_long:?}"
+    );
+}
+
+async fn concurrent_bootstraps_create_one_organization(db: &impl TestDatabase) {
+    let a = service(db).await;
+    let b = service(db).await;
+
+    let (ra, rb) = tokio::join!(
+        tokio::spawn(async move { a.bootstrap(Environment::Live).await }),
+        tokio::spawn(async move { b.bootstrap(Environment::Live).await }),
+    );
+    let results = [ra.unwrap().unwrap(), rb.unwrap().unwrap()];
+
+    let winners: Vec<_> = results.into_iter().flatten().collect();
+    assert_eq!(winners.len(), 1);
+    let (org, root) = &winners[0];
+    assert_eq!(org.id, BOOTSTRAP_ORG_ID);
+    assert_eq!(org.name.as_str(), "default");
+    assert_eq!(org.plan, Plan::Enterprise);
+    assert_eq!(root.key.scopes, Scope::all());
+    assert_eq!(root.key.environment, Environment::Live);
+    let svc = service(db).await;
+    assert_eq!(key_created_count(svc.store(), BOOTSTRAP_ORG_ID).await, 1);
+    assert!(svc.bootstrap(Environment::Live).await.unwrap().is_none());
+    let events = svc.store().read_all(0, 100).await.unwrap();
+    assert_eq!(
+        events.len(),
+        3,
+        "OrganizationCreated, KeyIssued, KeyCreated"
+    );
+    assert_eq!(events[0].metadata.actor, "system");
+}
+
+async fn bootstrap_does_nothing_on_a_non_empty_store(db: &impl TestDatabase) {
+    let svc = service(db).await;
+    org(&svc, Plan::Starter).await;
+
+    let result = svc.bootstrap(Environment::Live).await.unwrap();
+
+    assert!(result.is_none());
+    assert!(svc.load_org(BOOTSTRAP_ORG_ID).await.unwrap().is_none());
+}
+
+async fn no_secret_reaches_the_store(db: &impl TestDatabase) {
+    let svc = service(db).await;
+    let (org, root) = org(&svc, Plan::Enterprise).await;
+    let key = svc
+        .create_key(&ctx(), org.id, &Scope::all(), new_key("k"))
+        .await
+        .unwrap();
+    let rotated = svc
+        .rotate(&ctx(), org.id, key.key.id, TimeDelta::zero())
+        .await
+        .unwrap();
+
+    let events = svc.store().read_all(0, 1000).await.unwrap();
+    let dump = serde_json::to_string(&events).unwrap();
+
+    for token in [&root.token, &key.token, &rotated.token] {
+        let secret = token.expose_secret();
+        assert!(!dump.contains(secret), "a token reached the store");
+        // Not even the secret part after the id.
+        let tail = &secret[secret.len() - 40..];
+        assert!(!dump.contains(tail), "a token's secret reached the store");
+        assert!(!format!("{token:?}").contains(tail));
+    }
+    assert!(dump.contains("$argon2id$"), "hashes are stored");
+}
