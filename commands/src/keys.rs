@@ -389,7 +389,9 @@ impl KeyService {
         root_key_env: Environment,
     ) -> Result<(organization::State, CreatedKey), CommandError> {
         self.create_org_with_id(ctx, OrgId::new_v7(), name, plan, root_key_env)
-            .await
+            .await?
+            // A fresh UUID v7 never names an existing stream.
+            .ok_or_else(|| CommandError::Conflict("organization already exists".into()))
     }
 
     /// On an empty event store, creates the organisation `default` (plan enterprise,
@@ -407,7 +409,7 @@ impl KeyService {
             field: "name",
             message: e.to_string(),
         })?;
-        match self
+        let created = self
             .create_org_with_id(
                 &CommandContext::system(),
                 BOOTSTRAP_ORG_ID,
@@ -415,15 +417,17 @@ impl KeyService {
                 Plan::Enterprise,
                 env,
             )
-            .await
-        {
-            Ok(created) => {
+            .await?;
+        match created {
+            Some(created) => {
                 tracing::info!(org_id = %BOOTSTRAP_ORG_ID, key_id = %created.1.key.id, "bootstrapped an empty event store");
                 Ok(Some(created))
             }
             // Another node's bootstrap won the race for the fixed org stream.
-            Err(CommandError::Store(StoreError::WrongExpectedVersion { .. })) => Ok(None),
-            Err(error) => Err(error),
+            None => {
+                tracing::info!("another node bootstrapped the event store first");
+                Ok(None)
+            }
         }
     }
 
@@ -687,6 +691,8 @@ impl KeyService {
 
     // ------------------------------------------------------------------ internals
 
+    /// Creates an organisation with this id and its root key; `None` when the org stream
+    /// already exists (another writer created it first).
     async fn create_org_with_id(
         &self,
         ctx: &CommandContext,
@@ -694,7 +700,7 @@ impl KeyService {
         name: OrgName,
         plan: Plan,
         root_key_env: Environment,
-    ) -> Result<(organization::State, CreatedKey), CommandError> {
+    ) -> Result<Option<(organization::State, CreatedKey)>, CommandError> {
         let now = Utc::now();
         let none: Loaded<Option<organization::State>> = Loaded {
             state: None,
@@ -741,14 +747,9 @@ impl KeyService {
             Attempt::Done(created) => {
                 let org_state = org_state.ok_or(CommandError::NotFound)?;
                 tracing::info!(org_id = %org_id, key_id = %created.key.id, "organization created");
-                Ok((org_state, created))
+                Ok(Some((org_state, created)))
             }
-            // A fresh org id collides only with a concurrent bootstrap of the fixed id.
-            Attempt::Retry => Err(CommandError::Store(StoreError::WrongExpectedVersion {
-                stream: org_id.stream(),
-                expected: ExpectedVersion::NoStream,
-                actual: 1,
-            })),
+            Attempt::Retry => Ok(None),
         }
     }
 
