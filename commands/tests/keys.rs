@@ -801,3 +801,71 @@ async fn no_secret_reaches_the_store(db: &impl TestDatabase) {
     }
     assert!(dump.contains("$argon2id$"), "hashes are stored");
 }
+
+// ---------------------------------------------------------------- logs and spans
+
+/// A `MakeWriter` into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn no_secret_or_hash_reaches_a_log_line_or_span() {
+    // Arrange: every span and event at TRACE, with span fields, into a buffer.
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
+        .with_writer(captured.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let db = fresh_sqlite().await.unwrap();
+    let svc = service(&db).await;
+
+    // Act
+    let (org, root) = svc.bootstrap(Environment::Live).await.unwrap().unwrap();
+    let key = svc
+        .create_key(&ctx(), org.id, &Scope::all(), new_key("k"))
+        .await
+        .unwrap();
+    let rotated = svc
+        .rotate(&ctx(), org.id, key.key.id, TimeDelta::minutes(5))
+        .await
+        .unwrap();
+    svc.revoke(&ctx(), org.id, rotated.key.id, None)
+        .await
+        .unwrap();
+
+    // Assert
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("API key created"), "logs were captured");
+    assert!(logs.contains(&key.key.id.to_string()), "ids are logged");
+    for created in [&root, &key, &rotated] {
+        let secret = created.token.expose_secret();
+        assert!(
+            !logs.contains(&secret[secret.len() - 40..]),
+            "a secret was logged"
+        );
+        assert!(
+            !logs.contains(created.key.secret_hash.expose()),
+            "a hash was logged"
+        );
+    }
+    assert!(!logs.contains("$argon2"), "a hash was logged");
+}
