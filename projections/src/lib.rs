@@ -8,7 +8,10 @@
 #![forbid(unsafe_code)]
 
 pub mod db;
+pub mod page;
 pub mod runtime;
 
 pub use db::{Backend, ReadDb};
+pub use page::{Cursor, Page, QueryError};
 pub use runtime::{Projection, ProjectionError, Projector, ProjectorHandle, rebuild};
+
