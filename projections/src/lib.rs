@@ -7,11 +7,26 @@
 //! `Any` driver so that each statement is written once for both back ends.
 #![forbid(unsafe_code)]
 
+use std::sync::Arc;
+
 pub mod db;
+pub mod keys;
+pub mod orgs;
 pub mod page;
 pub mod runtime;
+mod sqlval;
 
 pub use db::{Backend, ReadDb};
+pub use keys::{KeyListProjection, KeyQueries, KeyRow, KeyUsage};
+pub use orgs::{OrgQueries, OrgRow, OrganizationsProjection};
 pub use page::{Cursor, Page, QueryError};
 pub use runtime::{Projection, ProjectionError, Projector, ProjectorHandle, rebuild};
 
+/// Every read model this crate maintains, for the server to run and for
+/// `keyledger projections rebuild [NAME]` to find by [`Projection::name`].
+pub fn all_projections() -> Vec<Arc<dyn Projection>> {
+    vec![
+        Arc::new(KeyListProjection),
+        Arc::new(OrganizationsProjection),
+    ]
+}

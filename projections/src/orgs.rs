@@ -1,0 +1,138 @@
+//! The organisations read model (projection `organizations`, table `organizations`).
+
+use async_trait::async_trait;
+use domain::events::OrganizationEvent;
+use domain::ids::{OrgId, StreamId};
+use domain::store::RecordedEvent;
+use serde::Serialize;
+use sqlx::AnyConnection;
+
+use crate::db::ReadDb;
+use crate::page::QueryError;
+use crate::runtime::{Projection, ProjectionError};
+use crate::sqlval::{column, timestamp, to_i64};
+
+const TABLE: &str = "organizations";
+
+/// Maintains `organizations` from every `OrganizationEvent`; idempotent like
+/// [`crate::keys::KeyListProjection`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OrganizationsProjection;
+
+impl OrganizationsProjection {
+    /// The projection's (and its checkpoint's) name.
+    pub const NAME: &'static str = "organizations";
+}
+
+#[async_trait]
+impl Projection for OrganizationsProjection {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[TABLE]
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut AnyConnection,
+        event: &RecordedEvent,
+    ) -> Result<(), ProjectionError> {
+        let Some(StreamId::Organization(org_id)) = StreamId::parse(&event.stream) else {
+            return Ok(());
+        };
+        let decoded =
+            OrganizationEvent::from_recorded(event).map_err(|e| ProjectionError::Decode {
+                position: event.position,
+                reason: e.to_string(),
+            })?;
+        let id = org_id.to_string();
+        let version = to_i64(event.stream_version);
+        match decoded {
+            OrganizationEvent::OrganizationCreated(e) => {
+                // The event has no clock of its own: the store's is the creation time.
+                sqlx::query(
+                    "INSERT INTO organizations (id, name, plan, created_at, version) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(id)
+                .bind(e.name.as_str().to_owned())
+                .bind(e.plan.as_str())
+                .bind(timestamp(event.recorded_at))
+                .bind(version)
+                .execute(conn)
+                .await?;
+            }
+            OrganizationEvent::PlanChanged(e) => {
+                sqlx::query(
+                    "UPDATE organizations SET plan = $1, version = $2 \
+                     WHERE id = $3 AND version < $2",
+                )
+                .bind(e.plan.as_str())
+                .bind(version)
+                .bind(id)
+                .execute(conn)
+                .await?;
+            }
+            OrganizationEvent::KeyIssued(_) => {
+                // Only moves the stream version (the key itself is in `api_keys`).
+                sqlx::query("UPDATE organizations SET version = $1 WHERE id = $2 AND version < $1")
+                    .bind(version)
+                    .bind(id)
+                    .execute(conn)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One organisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrgRow {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// `starter`, `professional` or `enterprise`.
+    pub plan: String,
+    /// When it was created (RFC 3339 UTC, microseconds).
+    pub created_at: String,
+    /// The stream version of the last event applied.
+    pub version: i64,
+}
+
+/// Reads of the organisations.
+#[derive(Debug, Clone)]
+pub struct OrgQueries {
+    /// The read-model database.
+    pub db: ReadDb,
+}
+
+impl OrgQueries {
+    /// Queries on `db`.
+    pub fn new(db: ReadDb) -> Self {
+        OrgQueries { db }
+    }
+
+    /// The organisation, if it exists.
+    pub async fn get(&self, org: OrgId) -> Result<Option<OrgRow>, QueryError> {
+        let row = sqlx::query(
+            "SELECT id, name, plan, created_at, version FROM organizations WHERE id = $1",
+        )
+        .bind(org.to_string())
+        .fetch_optional(self.db.pool())
+        .await?;
+        row.map(|row| {
+            Ok(OrgRow {
+                id: column(&row, TABLE, "id")?,
+                name: column(&row, TABLE, "name")?,
+                plan: column(&row, TABLE, "plan")?,
+                created_at: column(&row, TABLE, "created_at")?,
+                version: column(&row, TABLE, "version")?,
+            })
+        })
+        .transpose()
+    }
+}
