@@ -1,15 +1,29 @@
 //! The axum application: state, routes and layers.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::HeaderName;
+use commands::keys::KeyService;
 use domain::store::EventStore;
-use projections::ReadDb;
-use serde_json::json;
+use ipnet::IpNet;
+use projections::keys::KeyQueries;
+use projections::{ProjectorHandle, ReadDb};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::auth::Authenticator;
+use crate::routes;
+
+/// The largest JSON body accepted (413 above it).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// How long a management read waits for the read models to include this node's last
+/// write (read-your-writes) before answering with what they have.
+pub const READ_YOUR_WRITES_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Everything a request handler may need.
 pub struct App {
@@ -17,42 +31,73 @@ pub struct App {
     pub store: Arc<dyn EventStore>,
     /// The read-model database.
     pub read_db: ReadDb,
+    /// The write side's command handlers.
+    pub keys: Arc<KeyService>,
+    /// Key verification with this node's cache.
+    pub auth: Authenticator,
+    /// Key list and details.
+    pub key_queries: KeyQueries,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// This node's projectors (read-your-writes waits for them).
+    pub projectors: Vec<ProjectorHandle>,
+    /// The global position of this node's last write.
+    pub last_written: AtomicU64,
+}
+
+impl App {
+    /// Waits until every read model includes `position` (and remembers it as this node's
+    /// last write, so later reads wait for it too).
+    pub async fn read_your_writes(&self, position: u64) {
+        self.last_written.fetch_max(position, Ordering::AcqRel);
+        for p in &self.projectors {
+            if !p.wait_for(position, READ_YOUR_WRITES_TIMEOUT).await {
+                tracing::warn!(
+                    projection = p.name(),
+                    position,
+                    "read model did not catch up in time; answering with what it has"
+                );
+            }
+        }
+    }
+
+    /// The global position of this node's last write.
+    pub fn last_written(&self) -> u64 {
+        self.last_written.load(Ordering::Acquire)
+    }
 }
 
 /// Cheap to clone: handlers share one `App`.
 #[derive(Clone)]
 pub struct AppState(pub Arc<App>);
 
-/// The router shared by `main` and the tests.
+/// The router shared by `main` and the tests, with every layer.
 pub fn app(state: AppState) -> Router {
+    let x_request_id = HeaderName::from_static("x-request-id");
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .merge(routes::platform::router())
+        .merge(routes::keys::router())
+        .merge(crate::openapi::router())
         .with_state(state)
-}
-
-async fn healthz() -> impl IntoResponse {
-    Json(json!({"status": "ok"}))
-}
-
-/// Ready when the event store and the read-model database answer.
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let store_ok = state.0.store.head_position().await.is_ok();
-    let db_ok = sqlx::query("SELECT 1")
-        .execute(state.0.read_db.pool())
-        .await
-        .is_ok();
-    let status = if store_ok && db_ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        Json(json!({
-            "status": if status == StatusCode::OK { "ready" } else { "unavailable" },
-            "event_store": if store_ok { "up" } else { "down" },
-            "read_models": if db_ok { "up" } else { "down" },
-        })),
-    )
+        // Layers: each `.layer()` wraps the ones before it, so the last one added sees the
+        // request first. Order of a request: request id -> trace span -> propagate id ->
+        // body limit -> route.
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            // The route template, never the raw path (which may hold ids) or headers
+            // (which hold the bearer token).
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str)
+                .unwrap_or("unmatched");
+            let request_id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            tracing::info_span!("request", method = %req.method(), route, request_id)
+        }))
+        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
 }

@@ -1,56 +1,27 @@
-//! The `keyledger` command line: `serve`, `migrate`, `projections rebuild`, ...
+//! The `keyledger` command line: `serve`, `orgs`, `keys`, `projections rebuild`, `migrate`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use commands::keys::{CommandContext, KeyService};
+use domain::ids::{KeyId, OrgId};
+use domain::plan::Plan;
+use domain::token::Environment;
+use domain::values::OrgName;
 use indicatif::{ProgressBar, ProgressStyle};
+use projections::keys::KeyQueries;
 use projections::{Projector, rebuild as rebuild_projection};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::StoreConfig;
-use crate::wiring::{open_stores, projections};
-
-/// `keyledger projections rebuild [NAME]`: replays from position 0 with a progress bar.
-pub async fn rebuild(stores: &StoreConfig, name: Option<&str>) -> anyhow::Result<()> {
-    let opened = open_stores(stores).await?;
-    let all = projections();
-    let selected: Vec<_> = match name {
-        None => all,
-        Some(n) => {
-            let known: Vec<&str> = all.iter().map(|p| p.name()).collect();
-            let chosen: Vec<_> = all.into_iter().filter(|p| p.name() == n).collect();
-            if chosen.is_empty() {
-                anyhow::bail!("unknown projection {n:?}; known: {}", known.join(", "));
-            }
-            chosen
-        }
-    };
-    for projection in selected {
-        let name = projection.name();
-        let projector = Projector::new(opened.read_db.clone(), opened.events.clone(), projection);
-        let bar = ProgressBar::new(0);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>12} [{bar:40}] {pos}/{len} events ({per_sec}, {eta})",
-            )?
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(name);
-        let last = rebuild_projection(&projector, |done, total| {
-            bar.set_length(total);
-            bar.set_position(done);
-        })
-        .await?;
-        bar.finish();
-        println!("{name}: rebuilt up to position {last}");
-    }
-    Ok(())
-}
-
 use crate::app::{App, AppState, app};
-use crate::config::ServeConfig;
+use crate::auth::Authenticator;
+use crate::config::{ServeConfig, StoreConfig};
+use crate::wiring::{Stores, open_stores, projections};
 
+/// The command line.
 #[derive(Debug, Parser)]
 #[command(
     name = "keyledger",
@@ -68,10 +39,84 @@ enum Command {
     Serve(ServeConfig),
     /// Create or upgrade the schemas of the event store and the read models.
     Migrate(StoreConfig),
+    /// Manage organisations.
+    Orgs {
+        #[command(subcommand)]
+        command: OrgsCommand,
+    },
+    /// Inspect and revoke keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Manage read models.
     Projections {
         #[command(subcommand)]
         command: ProjectionsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OrgsCommand {
+    /// Create an organisation and its root key (holding every scope; shown once).
+    Create {
+        /// Its name.
+        #[arg(long)]
+        name: String,
+        /// starter, professional or enterprise.
+        #[arg(long)]
+        plan: Plan,
+        /// The root key's environment: live or test.
+        #[arg(long, default_value = "live")]
+        environment: Environment,
+        /// Print `{"org_id": ..., "root_key": ...}`.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        stores: StoreConfig,
+    },
+    /// Change an organisation's plan.
+    SetPlan {
+        /// The organisation's id.
+        org: OrgId,
+        /// starter, professional or enterprise.
+        plan: Plan,
+        #[command(flatten)]
+        stores: StoreConfig,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// List an organisation's keys (never a secret).
+    List {
+        /// The organisation's id.
+        org: OrgId,
+        /// active, revoked or expired.
+        #[arg(long)]
+        status: Option<domain::apikey::KeyStatus>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        stores: StoreConfig,
+    },
+    /// Show one key.
+    Show {
+        /// The key's id.
+        key: KeyId,
+        #[command(flatten)]
+        stores: StoreConfig,
+    },
+    /// Revoke a key (idempotent).
+    Revoke {
+        /// The key's id.
+        key: KeyId,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        stores: StoreConfig,
     },
 }
 
@@ -124,23 +169,231 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
+        Command::Orgs { command } => orgs(command).await,
+        Command::Keys { command } => keys(command).await,
         Command::Projections {
             command: ProjectionsCommand::Rebuild { name, stores },
         } => rebuild(&stores, name.as_deref()).await,
     }
 }
 
+/// The actor recorded for CLI commands: `cli:<user>`.
+fn cli_context() -> CommandContext {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    CommandContext {
+        actor: format!("cli:{user}"),
+        request_id: Some(uuid::Uuid::now_v7().to_string()),
+        correlation_id: None,
+    }
+}
+
+async fn orgs(command: OrgsCommand) -> anyhow::Result<()> {
+    match command {
+        OrgsCommand::Create {
+            name,
+            plan,
+            environment,
+            json,
+            stores,
+        } => {
+            let name = OrgName::parse(&name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+            let opened = open_stores(&stores).await?;
+            let keys = KeyService::new(opened.events.clone());
+            let (org, root) = keys
+                .create_organization(&cli_context(), name, plan, environment)
+                .await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "org_id": org.id.to_string(),
+                        "root_key": root.token.expose_secret(),
+                        "root_key_id": root.key.id.to_string(),
+                        "plan": plan,
+                    })
+                );
+            } else {
+                println!("organization: {} ({})", org.id, org.name.as_str());
+                println!("root key (shown once): {}", root.token.expose_secret());
+            }
+            Ok(())
+        }
+        OrgsCommand::SetPlan { org, plan, stores } => {
+            let opened = open_stores(&stores).await?;
+            let keys = KeyService::new(opened.events.clone());
+            keys.change_plan(&cli_context(), org, plan).await?;
+            println!("{org}: plan is now {plan}");
+            Ok(())
+        }
+    }
+}
+
+/// Brings every read model up to the store's head (no server needs to be running).
+async fn catch_up(opened: &Stores) -> anyhow::Result<()> {
+    let head = opened.events.head_position().await?;
+    for projection in projections() {
+        let handle =
+            Projector::new(opened.read_db.clone(), opened.events.clone(), projection).spawn();
+        if !handle.wait_for(head, Duration::from_secs(60)).await {
+            anyhow::bail!(
+                "read model {} did not catch up with the store",
+                handle.name()
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::List {
+            org,
+            status,
+            json,
+            stores,
+        } => {
+            let opened = open_stores(&stores).await?;
+            catch_up(&opened).await?;
+            let queries = KeyQueries::new(opened.read_db.clone());
+            let mut cursor: Option<String> = None;
+            let mut all = Vec::new();
+            loop {
+                let page = queries
+                    .list(org, status, 100, cursor.as_deref(), chrono::Utc::now())
+                    .await?;
+                all.extend(page.items);
+                match page.next_cursor {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                println!(
+                    "{:<36}  {:<17}  {:<8}  {:<24}  NAME",
+                    "ID", "PREFIX", "STATUS", "CREATED"
+                );
+                for k in all {
+                    println!(
+                        "{:<36}  {:<17}  {:<8}  {:<24}  {}",
+                        k.id, k.prefix, k.status, k.created_at, k.name
+                    );
+                }
+            }
+            Ok(())
+        }
+        KeysCommand::Show { key, stores } => {
+            let opened = open_stores(&stores).await?;
+            catch_up(&opened).await?;
+            let service = KeyService::new(opened.events.clone());
+            let state = service
+                .load_key(key)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no key {key}"))?;
+            let row = KeyQueries::new(opened.read_db.clone())
+                .get(state.org_id, key, chrono::Utc::now())
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("key {key} is not in the read model yet"))?;
+            println!("{}", serde_json::to_string_pretty(&row)?);
+            Ok(())
+        }
+        KeysCommand::Revoke {
+            key,
+            reason,
+            stores,
+        } => {
+            let opened = open_stores(&stores).await?;
+            let service = KeyService::new(opened.events.clone());
+            let state = service
+                .load_key(key)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no key {key}"))?;
+            service
+                .revoke(&cli_context(), state.org_id, key, reason)
+                .await?;
+            println!("{key}: revoked");
+            Ok(())
+        }
+    }
+}
+
+/// `keyledger projections rebuild [NAME]`: replays from position 0 with a progress bar.
+pub async fn rebuild(stores: &StoreConfig, name: Option<&str>) -> anyhow::Result<()> {
+    let opened = open_stores(stores).await?;
+    let all = projections();
+    let selected: Vec<_> = match name {
+        None => all,
+        Some(n) => {
+            let known: Vec<&str> = all.iter().map(|p| p.name()).collect();
+            let chosen: Vec<_> = all.into_iter().filter(|p| p.name() == n).collect();
+            if chosen.is_empty() {
+                anyhow::bail!("unknown projection {n:?}; known: {}", known.join(", "));
+            }
+            chosen
+        }
+    };
+    for projection in selected {
+        let name = projection.name();
+        let projector = Projector::new(opened.read_db.clone(), opened.events.clone(), projection);
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>12} [{bar:40}] {pos}/{len} events ({per_sec}, {eta})",
+            )?
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(name);
+        let last = rebuild_projection(&projector, |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        })
+        .await?;
+        bar.finish();
+        println!("{name}: rebuilt up to position {last}");
+    }
+    Ok(())
+}
+
 async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
+    let environment: Environment = cfg
+        .environment
+        .parse()
+        .map_err(|_| anyhow::anyhow!("KEYLEDGER_ENVIRONMENT: must be live or test"))?;
     let stores = open_stores(&cfg.stores).await?;
+    let keys = Arc::new(KeyService::new(stores.events.clone()));
+
+    if !cfg.no_bootstrap {
+        bootstrap(&keys, environment).await?;
+    }
+
+    let projectors = projections()
+        .into_iter()
+        .map(|p| Projector::new(stores.read_db.clone(), stores.events.clone(), p).spawn())
+        .collect();
+    let auth = Authenticator::new(
+        keys.clone(),
+        environment,
+        100_000,
+        Duration::from_secs(cfg.cache_ttl_seconds),
+    );
     let state = AppState(Arc::new(App {
         store: stores.events,
+        key_queries: KeyQueries::new(stores.read_db.clone()),
         read_db: stores.read_db,
+        keys,
+        auth,
+        trusted_proxies: cfg.trusted_proxies.clone(),
+        projectors,
+        last_written: AtomicU64::new(0),
     }));
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| anyhow::anyhow!("KEYLEDGER_LISTEN: cannot listen on {}: {e}", cfg.listen))?;
     let local = listener.local_addr()?;
-    tracing::info!(address = %local, "keyledger listening");
+    tracing::info!(address = %local, environment = environment.as_str(), "keyledger listening");
     // Tests and scripts read this line to find a port chosen by the OS (`:0`).
     println!("listening on http://{local}");
     axum::serve(
@@ -150,6 +403,28 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     .with_graceful_shutdown(shutdown_signal())
     .await?;
     Ok(())
+}
+
+/// On an empty event store: the `default` organisation (enterprise) and a root key holding
+/// every scope, printed once to stdout. Two nodes starting at once create one.
+async fn bootstrap(keys: &KeyService, environment: Environment) -> anyhow::Result<()> {
+    match keys.bootstrap(environment).await {
+        Ok(Some((org, root))) => {
+            // Printed to stdout only, never logged: this is the one time it is shown.
+            println!(
+                "bootstrap: organization \"default\" (plan enterprise): {}",
+                org.id
+            );
+            println!(
+                "bootstrap: root key (shown once, store it now): {}",
+                root.token.expose_secret()
+            );
+            tracing::info!(org_id = %org.id, key_prefix = %root.key.prefix, "bootstrapped the default organization");
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("bootstrap failed: {e}")),
+    }
 }
 
 async fn shutdown_signal() {

@@ -52,6 +52,10 @@ pub struct ServeConfig {
     #[arg(long, env = "KEYLEDGER_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
     pub trusted_proxies: Vec<IpNet>,
 
+    /// The longest a node trusts a cached key state without re-reading the store (s).
+    #[arg(long, env = "KEYLEDGER_CACHE_TTL_SECONDS", default_value_t = 30)]
+    pub cache_ttl_seconds: u64,
+
     /// Do not create the `default` organisation and root key on an empty store.
     #[arg(long, env = "KEYLEDGER_NO_BOOTSTRAP")]
     pub no_bootstrap: bool,

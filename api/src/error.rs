@@ -185,13 +185,10 @@ pub struct Problem {
     pub scope: Option<String>,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The problem document answered for this error.
+    pub fn problem(&self) -> Problem {
         let (status, code) = self.status_and_code();
-        if status.is_server_error() {
-            // The cause goes to the log only; the body stays generic.
-            tracing::error!(error = %self, code, "request failed");
-        }
         let (field, errors) = match &self {
             ApiError::Validation(errors) => (
                 errors.first().map(|e| e.field.clone()),
@@ -203,7 +200,7 @@ impl IntoResponse for ApiError {
             ApiError::InsufficientScope(s) | ApiError::ScopeNotHeld(s) => Some(s.clone()),
             _ => None,
         };
-        let problem = Problem {
+        Problem {
             kind: format!("https://keyledger.dev/problems/{code}"),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
@@ -212,7 +209,18 @@ impl IntoResponse for ApiError {
             field,
             errors,
             scope,
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            // The cause goes to the log only; the body stays generic.
+            tracing::error!(error = %self, code, "request failed");
+        }
+        let problem = self.problem();
         let mut res = (status, axum::Json(problem)).into_response();
         let headers = res.headers_mut();
         headers.insert(
@@ -240,5 +248,40 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         res
+    }
+}
+
+impl From<commands::keys::CommandError> for ApiError {
+    fn from(e: commands::keys::CommandError) -> Self {
+        use commands::keys::CommandError as C;
+        match e {
+            C::NotFound => ApiError::NotFound,
+            C::PlanRequired => ApiError::PlanRequired(
+                "the organisation's plan does not allow API keys; upgrade to professional or enterprise".into(),
+            ),
+            C::KeyLimitReached { limit } => ApiError::KeyLimitReached(limit),
+            C::ScopeNotHeld(scope) => ApiError::ScopeNotHeld(scope.as_str().to_owned()),
+            C::KeyRevoked => ApiError::Conflict("the key is revoked".into()),
+            C::KeyExpired => ApiError::Conflict("the key has expired".into()),
+            C::PreconditionFailed { current } => ApiError::PreconditionFailed { current },
+            C::Invalid { field, message } => ApiError::field(field, message),
+            C::Conflict(why) => ApiError::Unavailable(why),
+            C::Store(e) => match e {
+                domain::store::StoreError::Unavailable(why) => ApiError::Unavailable(why),
+                other => ApiError::Internal(other.to_string()),
+            },
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<projections::keys::QueryError> for ApiError {
+    fn from(e: projections::keys::QueryError) -> Self {
+        match e {
+            projections::keys::QueryError::BadCursor => {
+                ApiError::field("cursor", "is not a cursor from a previous page")
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }

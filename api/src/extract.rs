@@ -51,6 +51,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // First make sure it is JSON at all: a syntax error is a 400, not a 422.
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::MalformedJson(format!("line {} column {}", e.line(), e.column())))?;
+    from_value(value)
+}
+
+/// Deserialises an already-parsed JSON value into `T`, naming the field on error (422).
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
         let message = err.inner().to_string();

@@ -1,11 +1,17 @@
-//! keyledger's HTTP API and wiring: routes for commands and queries, configuration, and
-//! the `keyledger` binary's commands. This is the one crate that picks concrete adapters
-//! (SQLite or Postgres stores) from configuration and plugs them into the ports.
+//! keyledger's HTTP API and wiring: routes for commands and queries, the auth layer,
+//! configuration, and the `keyledger` binary's commands. This is the one crate that picks
+//! concrete adapters (SQLite or Postgres stores) from configuration and plugs them into
+//! the ports.
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod auth;
 pub mod cli;
+pub mod client_ip;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
+pub mod openapi;
+pub mod routes;
 pub mod wiring;

@@ -32,10 +32,17 @@ pub async fn open_stores(cfg: &StoreConfig) -> anyhow::Result<Stores> {
             projections::db::redact_url(&cfg.database_url)
         )
     })?;
+    projections::db::apply_migrations(
+        &cfg.database_url,
+        sqlx::migrate!("./migrations/sqlite"),
+        sqlx::migrate!("./migrations/postgres"),
+    )
+    .await
+    .context("KEYLEDGER_DATABASE_URL: cannot migrate the api's tables")?;
     Ok(Stores { events, read_db })
 }
 
 /// Every read model this build maintains, in the order they are started.
 pub fn projections() -> Vec<Arc<dyn projections::Projection>> {
-    Vec::new()
+    projections::all_projections()
 }

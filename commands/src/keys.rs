@@ -378,8 +378,9 @@ impl KeyService {
             .ok_or(CommandError::NotFound)
     }
 
-    /// Creates an organisation and its root key (holding [`Scope::all`], exempt from the
-    /// plan's key limit), atomically.
+    /// Creates an organisation and its root key (holding [`Scope::all`]), atomically. The
+    /// root key is created whatever the plan, and counts among the organisation's active
+    /// keys afterwards.
     #[tracing::instrument(skip(self, ctx, name), fields(actor = %ctx.actor))]
     pub async fn create_organization(
         &self,
@@ -818,10 +819,9 @@ impl KeyService {
         }
     }
 
-    /// How many of the organisation's keys count against its plan's limit at `now`: the
-    /// active ones, except the root key (the first key issued, with the organisation)
-    /// and the successors of its rotations, which every organisation holds outside its
-    /// plan. `inactive` caches keys seen revoked or expired, which never come back.
+    /// How many of the organisation's keys count against its plan's limit at `now`: every
+    /// active one, the root key included. `inactive` caches keys seen revoked or expired,
+    /// which never come back.
     async fn count_active_keys(
         &self,
         org: &organization::State,
@@ -834,25 +834,22 @@ impl KeyService {
             .copied()
             .filter(|id| !inactive.contains(id))
             .collect();
-        let mut keys: Vec<apikey::State> = futures::stream::iter(to_load)
+        let keys: Vec<apikey::State> = futures::stream::iter(to_load)
             .map(|id| async move { self.load_key(id).await })
             .buffer_unordered(LOAD_CONCURRENCY)
             .try_filter_map(|key| async move { Ok(key) })
             .try_collect()
             .await?;
-        // Oldest first, so that a successor is seen after the key it replaced.
-        let order = |id: &KeyId| org.issued_keys.iter().position(|k| k == id);
-        keys.sort_by_key(|k| order(&k.id));
-        let mut exempt: HashSet<KeyId> = org.issued_keys.first().copied().into_iter().collect();
+        // Every active key counts, the root key included: "at most 10 active keys" is
+        // what the organisation holds, as its key list shows. (Rotation is exempt from
+        // the check in the domain, so a key at the limit can still be rotated; during the
+        // grace period both the old and the new key are active.)
         let mut active = 0u32;
         for key in &keys {
-            if key.rotated_from.is_some_and(|from| exempt.contains(&from)) {
-                exempt.insert(key.id);
-            }
-            if key.status(now) != KeyStatus::Active {
-                inactive.insert(key.id);
-            } else if !exempt.contains(&key.id) {
+            if key.status(now) == KeyStatus::Active {
                 active += 1;
+            } else {
+                inactive.insert(key.id);
             }
         }
         Ok(active)

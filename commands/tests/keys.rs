@@ -302,17 +302,17 @@ async fn the_key_limit_holds_under_thirty_concurrent_creates(db: &impl TestDatab
         }
     }
 
-    // Assert: the root key is outside the plan's limit.
-    assert_eq!(created.len(), 10);
-    assert_eq!(refused, 20);
+    // Assert: the organisation holds 10 active keys, the root key among them.
+    assert_eq!(created.len(), 9);
+    assert_eq!(refused, 21);
     assert_eq!(
         key_created_count(a.store(), org.id).await,
-        10 + 1,
-        "10 and the root"
+        9 + 1,
+        "9 and the root"
     );
     assert_eq!(
         a.load_org(org.id).await.unwrap().unwrap().issued_keys.len(),
-        11
+        10
     );
 
     // Revoking one frees a slot, for one key only.
@@ -340,7 +340,8 @@ async fn an_expired_key_frees_its_slot(db: &impl TestDatabase) {
     svc.create_key(&ctx(), org.id, &Scope::all(), short)
         .await
         .unwrap();
-    for i in 0..9 {
+    // The root, the short-lived key and 8 more: 10 active keys.
+    for i in 0..8 {
         svc.create_key(&ctx(), org.id, &Scope::all(), new_key(&format!("k{i}")))
             .await
             .unwrap();

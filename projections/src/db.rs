@@ -47,32 +47,12 @@ impl ReadDb {
     /// Connects, creating a SQLite file if missing, and applies this crate's migrations.
     pub async fn connect(url: &str) -> Result<Self, ProjectionError> {
         let backend = Backend::from_url(url)?;
-        // Migrations run through the native driver (the `Any` driver cannot run them);
-        // queries afterwards go through `Any`.
-        match backend {
-            Backend::Sqlite => {
-                let opts = SqliteConnectOptions::from_str(url)
-                    .map_err(|e| ProjectionError::Config(format!("bad SQLite URL: {e}")))?
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .busy_timeout(Duration::from_secs(10));
-                let native = SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .connect_with(opts)
-                    .await?;
-                run_migrations(sqlx::migrate!("./migrations/sqlite"), &native).await?;
-                native.close().await;
-            }
-            Backend::Postgres => {
-                let native = PgPoolOptions::new()
-                    .max_connections(1)
-                    .acquire_timeout(Duration::from_secs(10))
-                    .connect(url)
-                    .await?;
-                run_migrations(sqlx::migrate!("./migrations/postgres"), &native).await?;
-                native.close().await;
-            }
-        }
+        apply_migrations(
+            url,
+            sqlx::migrate!("./migrations/sqlite"),
+            sqlx::migrate!("./migrations/postgres"),
+        )
+        .await?;
         sqlx::any::install_default_drivers();
         let max = match backend {
             // SQLite has one writer at a time; a few readers are enough.
@@ -82,14 +62,20 @@ impl ReadDb {
         let pool = AnyPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // Per-connection settings are not in the URL (WAL persists in
+                        // the file): wait for the event store's writer instead of failing.
+                        sqlx::query("PRAGMA busy_timeout = 10000")
+                            .execute(conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(url)
             .await?;
-        if backend == Backend::Sqlite {
-            // Per-connection settings are not in the URL; WAL persists in the file.
-            sqlx::query("PRAGMA busy_timeout = 10000")
-                .execute(&pool)
-                .await?;
-        }
         Ok(Self { pool, backend })
     }
 
@@ -101,6 +87,42 @@ impl ReadDb {
     /// Which back end this is.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+}
+
+/// Applies one crate's migrations (one set per back end) to the database at `url`
+/// through the native driver (the `Any` driver cannot run them). Other crates use this
+/// for their own tables in the read-model database (e.g. the api's idempotency keys).
+pub async fn apply_migrations(
+    url: &str,
+    sqlite: Migrator,
+    postgres: Migrator,
+) -> Result<(), ProjectionError> {
+    match Backend::from_url(url)? {
+        Backend::Sqlite => {
+            let opts = SqliteConnectOptions::from_str(url)
+                .map_err(|e| ProjectionError::Config(format!("bad SQLite URL: {e}")))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(10));
+            let native = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(opts)
+                .await?;
+            let result = run_migrations(sqlite, &native).await;
+            native.close().await;
+            result
+        }
+        Backend::Postgres => {
+            let native = PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await?;
+            let result = run_migrations(postgres, &native).await;
+            native.close().await;
+            result
+        }
     }
 }
 

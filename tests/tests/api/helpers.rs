@@ -111,6 +111,11 @@ pub async fn spawn_app_with(backend: Backend, env: &[(&str, &str)]) -> TestApp {
     start(database_url, dir, pg_db, env)
 }
 
+/// Starts another node on an existing database (no cleanup of its own).
+pub fn spawn_node(database_url: &str, env: &[(&str, &str)]) -> TestApp {
+    start(database_url.to_owned(), None, None, env)
+}
+
 fn start(
     database_url: String,
     dir: Option<tempfile::TempDir>,
@@ -177,5 +182,108 @@ fn start(
         child,
         _dir: dir,
         pg_db,
+    }
+}
+
+impl TestApp {
+    /// The root key and organisation printed by the bootstrap of an empty store.
+    pub fn bootstrap(&self) -> (String, String) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = self.output_text();
+            let org = text
+                .lines()
+                .find_map(|l| l.split("(plan enterprise): ").nth(1))
+                .map(|s| s.trim().to_owned());
+            let key = text
+                .lines()
+                .find_map(|l| l.split("store it now): ").nth(1))
+                .map(|s| s.trim().to_owned());
+            if let (Some(org), Some(key)) = (org, key) {
+                return (org, key);
+            }
+            assert!(Instant::now() < deadline, "no bootstrap output:\n{text}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs the CLI against this app's database and returns its stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_keyledger-blackbox"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KEYLEDGER_DATABASE_URL", &self.database_url)
+            .env("USER", "tester")
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run the CLI");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        self.output
+            .lock()
+            .unwrap()
+            .extend(stdout.lines().chain(stderr.lines()).map(str::to_owned));
+        assert!(out.status.success(), "keyledger {args:?} failed:\n{stderr}");
+        stdout
+    }
+
+    /// Every value in every row of every table of this app's database, as text.
+    pub async fn dump_database(&self) -> String {
+        use sqlx::{Column, Row};
+        let mut all = String::new();
+        if self.database_url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&self.database_url).await.unwrap();
+            let tables: Vec<String> =
+                sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            for t in tables {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM \"{t}\"")))
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+                for row in rows {
+                    all.push_str(&t);
+                    all.push(':');
+                    for (i, col) in row.columns().iter().enumerate() {
+                        let text = row
+                            .try_get::<Option<String>, _>(i)
+                            .map(|v| v.unwrap_or_default())
+                            .or_else(|_| row.try_get::<Option<i64>, _>(i).map(|v| format!("{v:?}")))
+                            .or_else(|_| row.try_get::<Option<f64>, _>(i).map(|v| format!("{v:?}")))
+                            .or_else(|_| {
+                                row.try_get::<Option<Vec<u8>>, _>(i).map(|v| {
+                                    String::from_utf8_lossy(&v.unwrap_or_default()).into_owned()
+                                })
+                            })
+                            .unwrap_or_default();
+                        all.push_str(&format!(" {}={text}", col.name()));
+                    }
+                    all.push('\n');
+                }
+            }
+        } else {
+            let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            for t in tables {
+                let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT row_to_json(t)::text FROM \"{t}\" t"
+                )))
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+                for r in rows {
+                    all.push_str(&format!("{t}: {r}\n"));
+                }
+            }
+        }
+        all
     }
 }

@@ -1,5 +1,8 @@
 //! Black-box tests: each starts the real `keyledger` binary on a free port with its own
 //! fresh database, and speaks HTTP to it. One test binary; modules per area.
+// Test support: a failed set-up step should fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helpers;
+mod keys;
 mod platform;

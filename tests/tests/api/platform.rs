@@ -30,3 +30,46 @@ async fn health_and_readiness_on_postgres() {
     }
     it_should_answer_health_and_readiness(Backend::Postgres).await;
 }
+
+/// Two nodes started at once on an empty Postgres create one organisation, not two.
+#[tokio::test]
+async fn two_first_starts_bootstrap_once_on_postgres() {
+    let Some(admin) = postgres_url() else {
+        return;
+    };
+    // Arrange: an empty database, two nodes racing.
+    let (url, name) = crate::helpers::fresh_postgres_database(&admin).await;
+    let (a, b) = tokio::join!(
+        tokio::task::spawn_blocking({
+            let url = url.clone();
+            move || crate::helpers::spawn_node(&url, &[])
+        }),
+        tokio::task::spawn_blocking({
+            let url = url.clone();
+            move || crate::helpers::spawn_node(&url, &[])
+        }),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+
+    // Assert: one OrganizationCreated in the store, one root key printed.
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let orgs: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'OrganizationCreated'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(orgs, 1);
+    let printed = [a.output_text(), b.output_text()]
+        .iter()
+        .filter(|t| t.contains("store it now"))
+        .count();
+    assert_eq!(printed, 1);
+    drop((a, b));
+    pool.close().await;
+    let admin_pool = sqlx::PgPool::connect(&admin).await.unwrap();
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&admin_pool)
+    .await;
+}

@@ -1,0 +1,66 @@
+//! The OpenAPI document (generated from the handlers' annotations) and its interactive
+//! page, whose assets are inside the binary (no CDN).
+
+use axum::Router;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::app::AppState;
+use crate::error::{FieldError, Problem};
+use crate::routes::{keys, platform};
+
+/// The API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "keyledger", description = "An event-sourced API key service."),
+    paths(
+        platform::healthz,
+        platform::readyz,
+        keys::create_key,
+        keys::list_keys,
+        keys::get_key,
+        keys::update_key,
+        keys::revoke_key,
+        keys::delete_key,
+        keys::rotate_key,
+    ),
+    components(schemas(
+        Problem,
+        FieldError,
+        keys::CreateKeyRequest,
+        keys::UpdateKeyRequest,
+        keys::RevokeKeyRequest,
+        keys::RotateKeyRequest,
+        keys::CreatedKeyResponse,
+        keys::KeySummary,
+        keys::KeyPage,
+        keys::KeyDetails,
+        keys::UsageSummary,
+    )),
+    modifiers(&BearerAuth),
+    tags((name = "api-keys", description = "Manage keys"), (name = "platform", description = "Health"))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("kl_live_...")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// `GET /openapi.json` and `GET /docs`.
+pub fn router() -> Router<AppState> {
+    Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+}

@@ -1,0 +1,46 @@
+//! Platform endpoints: health, readiness.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::app::AppState;
+
+/// `/healthz`, `/readyz`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "platform", responses((status = 200, description = "alive")))]
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+/// Readiness: the event store and the read-model database answer.
+#[utoipa::path(get, path = "/readyz", tag = "platform", responses((status = 200, description = "ready"), (status = 503, description = "a store is down")))]
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let store_ok = state.0.store.head_position().await.is_ok();
+    let db_ok = sqlx::query("SELECT 1")
+        .execute(state.0.read_db.pool())
+        .await
+        .is_ok();
+    let status = if store_ok && db_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({
+            "status": if status == StatusCode::OK { "ready" } else { "unavailable" },
+            "event_store": if store_ok { "up" } else { "down" },
+            "read_models": if db_ok { "up" } else { "down" },
+        })),
+    )
+}

@@ -1,0 +1,738 @@
+//! The key lifecycle through the management API, on the real binary, SQLite and Postgres:
+//! the seeds' flow ("SAP ERP Integration"), validation, concurrency guards, idempotency,
+//! tenancy, and a search of everything the run produced for the secret.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, postgres_url, spawn_app};
+
+/// Every response body the test saw, except those allowed to hold a secret.
+struct Seen(Vec<String>);
+
+impl Seen {
+    async fn send(
+        &mut self,
+        req: reqwest::RequestBuilder,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap();
+        self.0.push(text.clone());
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        (status, headers, body)
+    }
+
+    /// A response that is allowed to carry a secret (create, rotate): not recorded.
+    async fn send_secret(
+        &mut self,
+        req: reqwest::RequestBuilder,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = res.json().await.unwrap_or(Value::Null);
+        (status, headers, body)
+    }
+}
+
+fn keys_url(app: &TestApp, org: &str) -> String {
+    app.url(&format!("/organizations/{org}/api-keys"))
+}
+
+async fn the_seeds_flow(backend: Backend) {
+    // Arrange
+    let app = spawn_app(backend).await;
+    let (org, root) = app.bootstrap();
+    let c = &app.client;
+    let mut seen = Seen(Vec::new());
+
+    // Act: create "SAP ERP Integration".
+    let (status, headers, created) = seen
+        .send_secret(c.post(keys_url(&app, &org)).bearer_auth(&root).json(
+            &json!({"name": "SAP ERP Integration", "scopes": ["work-orders:read", "assets:read"]}),
+        ))
+        .await;
+
+    // Assert: 201 with the contract's fields and the secret once.
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    for field in [
+        "id",
+        "name",
+        "prefix",
+        "secret",
+        "scopes",
+        "environment",
+        "allowed_ips",
+        "status",
+        "created_at",
+        "expires_at",
+    ] {
+        assert!(created.get(field).is_some(), "missing {field} in {created}");
+    }
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("kl_live_"));
+    assert_eq!(created["prefix"].as_str().unwrap(), &secret[..16]);
+    assert_eq!(created["status"], "active");
+    assert_eq!(
+        created["scopes"],
+        json!(["assets:read", "work-orders:read"])
+    );
+    assert!(headers.get("etag").is_some());
+
+    // List: prefix, status, created, last used; no secret; read-your-writes.
+    let (status, _, list) = seen
+        .send(c.get(keys_url(&app, &org)).bearer_auth(&root))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let item = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id)
+        .expect("new key listed")
+        .clone();
+    assert_eq!(item["prefix"], created["prefix"]);
+    assert_eq!(item["status"], "active");
+    assert_eq!(item["name"], "SAP ERP Integration");
+    assert!(item["created_at"].is_string());
+    assert!(item.get("last_used_at").is_some());
+    assert_eq!(item["total_calls"], 0);
+    assert!(item.get("secret").is_none());
+    assert!(list.get("next_cursor").is_some());
+
+    // Details.
+    let key_url = format!("{}/{id}", keys_url(&app, &org));
+    let (status, headers, details) = seen.send(c.get(&key_url).bearer_auth(&root)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(details["allowed_ips"], json!([]));
+    assert!(details.get("expires_at").is_some());
+    for f in [
+        "total_calls",
+        "successful_calls",
+        "error_calls",
+        "rate_limited_calls",
+        "success_rate",
+        "last_used_at",
+        "by_route",
+    ] {
+        assert!(
+            details["usage"].get(f).is_some(),
+            "usage.{f} missing: {details}"
+        );
+    }
+    let etag = headers["etag"].to_str().unwrap().to_owned();
+
+    // Change scopes with If-Match; a stale If-Match is 412.
+    let (status, _, changed) = seen
+        .send(
+            c.patch(&key_url)
+                .bearer_auth(&root)
+                .header("if-match", &etag)
+                .json(&json!({"scopes": ["work-orders:read"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["scopes"], json!(["work-orders:read"]));
+    let (status, _, stale) = seen
+        .send(
+            c.patch(&key_url)
+                .bearer_auth(&root)
+                .header("if-match", &etag)
+                .json(&json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{stale}");
+    assert_eq!(stale["code"], "precondition_failed");
+
+    // The SAP key cannot manage keys: it holds no api-keys scope.
+    let (status, _, body) = seen
+        .send(c.get(keys_url(&app, &org)).bearer_auth(&secret))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["code"], "insufficient_scope");
+
+    // Revoke (idempotent), then the key is refused at once.
+    let (status, _, revoked) = seen
+        .send(
+            c.post(format!("{key_url}/revoke"))
+                .bearer_auth(&root)
+                .json(&json!({"reason": "leaked in a ticket"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{revoked}");
+    assert_eq!(revoked["status"], "revoked");
+    assert!(revoked["revoked_at"].is_string());
+    let (status, _, _) = seen
+        .send(c.post(format!("{key_url}/revoke")).bearer_auth(&root))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, headers, body) = seen
+        .send(c.get(keys_url(&app, &org)).bearer_auth(&secret))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(
+        headers["www-authenticate"].to_str().unwrap(),
+        r#"Bearer realm="keyledger", error="invalid_token""#
+    );
+    assert_eq!(
+        headers["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+
+    // Rotate a manager key: both work during the grace period, with the same scopes.
+    let (_, _, manager) = seen
+        .send_secret(
+            c.post(keys_url(&app, &org))
+                .bearer_auth(&root)
+                .json(&json!({"name": "BI export", "scopes": ["api-keys:read", "assets:read"]})),
+        )
+        .await;
+    let manager_id = manager["id"].as_str().unwrap();
+    let (status, _, rotated) = seen
+        .send_secret(
+            c.post(format!("{}/{manager_id}/rotate", keys_url(&app, &org)))
+                .bearer_auth(&root)
+                .json(&json!({"grace_period_seconds": 600})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rotated}");
+    assert_ne!(rotated["id"], manager["id"]);
+    assert_eq!(rotated["name"], "BI export");
+    assert_eq!(rotated["scopes"], manager["scopes"]);
+    assert_eq!(rotated["rotated_from"], manager["id"]);
+    for token in [
+        manager["secret"].as_str().unwrap(),
+        rotated["secret"].as_str().unwrap(),
+    ] {
+        let (status, _, body) = seen
+            .send(c.get(keys_url(&app, &org)).bearer_auth(token))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (_, _, old) = seen
+        .send(
+            c.get(format!("{}/{manager_id}", keys_url(&app, &org)))
+                .bearer_auth(&root),
+        )
+        .await;
+    assert!(old["expires_at"].is_string(), "{old}");
+    assert_eq!(old["rotated_to"], rotated["id"]);
+
+    // Rotation with no grace stops the old key at once.
+    let (_, _, rotated_again) = seen
+        .send_secret(
+            c.post(format!(
+                "{}/{}/rotate",
+                keys_url(&app, &org),
+                rotated["id"].as_str().unwrap()
+            ))
+            .bearer_auth(&root)
+            .json(&json!({"grace_period_seconds": 0})),
+        )
+        .await;
+    let (status, _, _) = seen
+        .send(
+            c.get(keys_url(&app, &org))
+                .bearer_auth(rotated["secret"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = seen
+        .send(
+            c.get(keys_url(&app, &org))
+                .bearer_auth(rotated_again["secret"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The CLI sees the same keys and never prints a secret.
+    let listed = app.cli(&["keys", "list", &org, "--json"]);
+    assert!(listed.contains(&id));
+
+    // Assert: the SAP secret appears in no response other than the create response, in no
+    // log line, and in no row of any table (events and read models).
+    let hits_in_responses = seen.0.iter().filter(|b| b.contains(&secret)).count();
+    assert_eq!(hits_in_responses, 0);
+    assert!(!app.output_text().contains(&secret), "secret in the logs");
+    let dump = app.dump_database().await;
+    assert!(
+        dump.contains("SAP ERP Integration"),
+        "the dump should hold the key's rows"
+    );
+    assert!(!dump.contains(&secret), "secret in the database");
+    // Nor does any read-model row hold the argon2 hash.
+    for line in dump.lines().filter(|l| !l.starts_with("events")) {
+        assert!(
+            !line.contains("$argon2id$"),
+            "hash outside the event store: {line}"
+        );
+    }
+}
+
+async fn bad_input_is_named(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (org, root) = app.bootstrap();
+    let c = &app.client;
+    let url = keys_url(&app, &org);
+    let long = "x".repeat(101);
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"name": ""}), "name"),
+        (json!({"name": "   "}), "name"),
+        (json!({"name": long}), "name"),
+        (
+            json!({"name": "a", "scopes": ["work-orders:read", "nope:read"]}),
+            "scopes[1]",
+        ),
+        (
+            json!({"name": "a", "allowed_ips": ["10.0.0.0/33"]}),
+            "allowed_ips[0]",
+        ),
+        (
+            json!({"name": "a", "allowed_ips": ["2001:db8::/129"]}),
+            "allowed_ips[0]",
+        ),
+        (
+            json!({"name": "a", "expires_at": "2001-01-01T00:00:00Z"}),
+            "expires_at",
+        ),
+        (json!({"name": "a", "expires_at": "tomorrow"}), "expires_at"),
+        (json!({"name": "a", "colour": "red"}), "colour"),
+        (json!({"name": 5}), "name"),
+        (json!({"name": "a", "scopes": "work-orders:read"}), "scopes"),
+        (
+            json!({"name": "a", "environment": "staging"}),
+            "environment",
+        ),
+        (
+            json!({"name": "a", "rate_limit_per_minute": 0}),
+            "rate_limit_per_minute",
+        ),
+        (json!({}), "name"),
+    ];
+    for (body, field) in cases {
+        let res = c
+            .post(&url)
+            .bearer_auth(&root)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        let problem: Value = res.json().await.unwrap();
+        assert_eq!(problem["field"], field, "{body} -> {problem}");
+        assert_eq!(problem["code"], "validation_failed");
+        assert_eq!(problem["status"], 422);
+        assert!(
+            problem["type"].is_string()
+                && problem["title"].is_string()
+                && problem["detail"].is_string()
+        );
+    }
+
+    // IPv4 and IPv6 CIDRs are accepted.
+    let res = c
+        .post(&url)
+        .bearer_auth(&root)
+        .json(&json!({"name": "SCADA", "scopes": ["work-orders:write"], "allowed_ips": ["10.20.0.0/16", "2001:db8::/32", "192.0.2.7"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["allowed_ips"].as_array().unwrap().len(), 3);
+
+    // Malformed JSON is 400; a huge body is 413; a non-JSON content type is 415.
+    let res = c
+        .post(&url)
+        .bearer_auth(&root)
+        .header("content-type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let problem: Value = res.json().await.unwrap();
+    assert_eq!(problem["code"], "malformed_json");
+    let huge = json!({"name": "a", "pad": "x".repeat(200_000)});
+    let res = c
+        .post(&url)
+        .bearer_auth(&root)
+        .json(&huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let res = c
+        .post(&url)
+        .bearer_auth(&root)
+        .body("name=a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    // Pagination: limit out of range is 422; pages never overlap.
+    let res = c
+        .get(format!("{url}?limit=0"))
+        .bearer_auth(&root)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let res = c
+        .get(format!("{url}?limit=101"))
+        .bearer_auth(&root)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let res = c
+        .get(format!("{url}?status=sleeping"))
+        .bearer_auth(&root)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    for i in 0..4 {
+        let res = c
+            .post(&url)
+            .bearer_auth(&root)
+            .json(&json!({"name": format!("page {i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut u = format!("{url}?limit=2");
+        if let Some(cur) = &cursor {
+            u.push_str(&format!("&cursor={cur}"));
+        }
+        let page: Value = c
+            .get(u)
+            .bearer_auth(&root)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        pages += 1;
+        for item in page["items"].as_array().unwrap() {
+            ids.push(item["id"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    // root + SCADA + 4 = 6 keys in 3 pages of 2.
+    assert_eq!(ids.len(), 6);
+    assert_eq!(pages, 3);
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 6);
+    let res = c
+        .get(format!("{url}?cursor=garbage"))
+        .bearer_auth(&root)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+async fn idempotency_tenancy_and_plans(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (org, root) = app.bootstrap();
+    let c = &app.client;
+    let url = keys_url(&app, &org);
+
+    // Same Idempotency-Key and body: the same response, one key. Other body: 422.
+    let body = json!({"name": "ERP poller", "scopes": ["work-orders:read"]});
+    let first: Value = c
+        .post(&url)
+        .bearer_auth(&root)
+        .header("idempotency-key", "abc-1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let res = c
+        .post(&url)
+        .bearer_auth(&root)
+        .header("idempotency-key", "abc-1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let second: Value = res.json().await.unwrap();
+    assert_eq!(first, second);
+    let res = c
+        .post(&url)
+        .bearer_auth(&root)
+        .header("idempotency-key", "abc-1")
+        .json(&json!({"name": "other"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: Value = res.json().await.unwrap();
+    assert_eq!(problem["code"], "idempotency_key_reused");
+    let list: Value = c
+        .get(format!("{url}?limit=100"))
+        .bearer_auth(&root)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let named = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["name"] == "ERP poller")
+        .count();
+    assert_eq!(named, 1);
+
+    // A key cannot grant a scope it does not hold.
+    let limited: Value = c
+        .post(&url)
+        .bearer_auth(&root)
+        .json(&json!({"name": "delegate", "scopes": ["api-keys:create", "work-orders:read"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let res = c
+        .post(&url)
+        .bearer_auth(limited["secret"].as_str().unwrap())
+        .json(&json!({"name": "escalate", "scopes": ["assets:write"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let problem: Value = res.json().await.unwrap();
+    assert_eq!(problem["code"], "scope_not_held");
+    // ... nor get one by omitting scopes (every data scope).
+    let res = c
+        .post(&url)
+        .bearer_auth(limited["secret"].as_str().unwrap())
+        .json(&json!({"name": "all"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    // ... nor by rotating a stronger key.
+    let res = c
+        .post(format!("{url}/{}/rotate", first["id"].as_str().unwrap()))
+        .bearer_auth(limited["secret"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "work-orders:read is held by the delegate"
+    );
+
+    // Another organisation's keys answer 404.
+    let other: Value = serde_json::from_str(&app.cli(&[
+        "orgs",
+        "create",
+        "--name",
+        "Other Co",
+        "--plan",
+        "professional",
+        "--json",
+    ]))
+    .unwrap();
+    let other_org = other["org_id"].as_str().unwrap();
+    let other_root = other["root_key"].as_str().unwrap();
+    let res = c
+        .get(format!("{url}/{}", first["id"].as_str().unwrap()))
+        .bearer_auth(other_root)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = c
+        .get(format!(
+            "{}/{}",
+            keys_url(&app, other_org),
+            first["id"].as_str().unwrap()
+        ))
+        .bearer_auth(other_root)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = c
+        .post(format!("{url}/{}/revoke", first["id"].as_str().unwrap()))
+        .bearer_auth(other_root)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
+    // Professional: at most 10 active keys (the root key counts), even under 30
+    // concurrent creates. A revoked key frees its slot.
+    let other_url = keys_url(&app, other_org);
+    let creates = (0..30).map(|i| {
+        let c = c.clone();
+        let u = other_url.clone();
+        let k = other_root.to_owned();
+        tokio::spawn(async move {
+            c.post(u)
+                .bearer_auth(k)
+                .json(&json!({"name": format!("k{i}")}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    });
+    let mut created = 0;
+    let mut limited_count = 0;
+    for h in creates {
+        match h.await.unwrap() {
+            StatusCode::CREATED => created += 1,
+            StatusCode::FORBIDDEN => limited_count += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    let list: Value = c
+        .get(format!("{other_url}?status=active&limit=100"))
+        .bearer_auth(other_root)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let active = list["items"].as_array().unwrap();
+    assert_eq!(active.len(), 10, "{list}");
+    assert_eq!(created + 1, 10);
+    assert_eq!(limited_count, 21);
+    let victim = active.iter().find(|k| k["name"] != "root").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = c
+        .delete(format!("{other_url}/{victim}"))
+        .bearer_auth(other_root)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = c
+        .post(&other_url)
+        .bearer_auth(other_root)
+        .json(&json!({"name": "after revoke"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let res = c
+        .post(&other_url)
+        .bearer_auth(other_root)
+        .json(&json!({"name": "one too many"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let problem: Value = res.json().await.unwrap();
+    assert_eq!(problem["code"], "key_limit_reached");
+
+    // Starter cannot create keys: 403 plan_required.
+    app.cli(&["orgs", "set-plan", other_org, "starter"]);
+    let res = c
+        .post(&other_url)
+        .bearer_auth(other_root)
+        .json(&json!({"name": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let problem: Value = res.json().await.unwrap();
+    assert_eq!(problem["code"], "plan_required");
+}
+
+async fn openapi_and_docs(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let spec: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert!(spec["paths"]["/organizations/{org}/api-keys"]["post"].is_object());
+    assert!(spec["paths"]["/organizations/{org}/api-keys/{id}/rotate"]["post"].is_object());
+    let docs = app.client.get(app.url("/docs/")).send().await.unwrap();
+    assert_eq!(docs.status(), StatusCode::OK);
+    let html = docs.text().await.unwrap();
+    assert!(html.to_lowercase().contains("swagger"));
+    assert!(
+        !html.contains("cdn."),
+        "docs must not load assets from a CDN"
+    );
+}
+
+#[tokio::test]
+async fn seeds_flow_on_sqlite() {
+    the_seeds_flow(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn seeds_flow_on_postgres() {
+    if postgres_url().is_some() {
+        the_seeds_flow(Backend::Postgres).await;
+    }
+}
+
+#[tokio::test]
+async fn bad_input_on_sqlite() {
+    bad_input_is_named(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn bad_input_on_postgres() {
+    if postgres_url().is_some() {
+        bad_input_is_named(Backend::Postgres).await;
+    }
+}
+
+#[tokio::test]
+async fn idempotency_tenancy_and_plans_on_sqlite() {
+    idempotency_tenancy_and_plans(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn idempotency_tenancy_and_plans_on_postgres() {
+    if postgres_url().is_some() {
+        idempotency_tenancy_and_plans(Backend::Postgres).await;
+    }
+}
+
+#[tokio::test]
+async fn openapi_and_docs_on_sqlite() {
+    openapi_and_docs(Backend::Sqlite).await;
+}
