@@ -4,6 +4,7 @@
 //! the ports.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod app;
 pub mod auth;
 pub mod cli;

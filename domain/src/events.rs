@@ -501,6 +501,8 @@ impl ApiKeyEvent {
 /// `ApiCallRecorded`: one authenticated call (from auth step 3 on).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiCallRecorded {
+    /// The calling key's organisation (so organisation-wide usage needs no join).
+    pub org_id: OrgId,
     /// When the call arrived.
     pub at: DateTime<Utc>,
     /// HTTP method, e.g. `GET`.
@@ -666,6 +668,7 @@ mod tests {
             );
         }
         let call: UsageEvent = ApiCallRecorded {
+            org_id: OrgId::from_uuid(uuid::Uuid::nil()),
             at: Utc::now(),
             method: "GET".into(),
             route: "/whoami".into(),
@@ -719,6 +722,7 @@ mod tests {
     #[test]
     fn it_should_refuse_an_event_of_another_stream_kind() {
         let new = UsageEvent::ApiCallRecorded(ApiCallRecorded {
+            org_id: OrgId::from_uuid(uuid::Uuid::nil()),
             at: Utc::now(),
             method: "GET".into(),
             route: "/".into(),
@@ -785,6 +789,7 @@ mod tests {
     #[test]
     fn it_should_classify_call_outcomes() {
         let mut call = ApiCallRecorded {
+            org_id: OrgId::from_uuid(uuid::Uuid::nil()),
             at: Utc::now(),
             method: "GET".into(),
             route: "/".into(),

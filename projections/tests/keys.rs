@@ -189,6 +189,7 @@ async fn create_org(env: &Env, name: &str, plan: Plan) -> OrgId {
 /// Events of other streams that the key list must ignore.
 async fn append_noise(env: &Env, key: KeyId) {
     let call: UsageEvent = ApiCallRecorded {
+        org_id: OrgId::from_uuid(uuid::Uuid::nil()),
         at: at(0),
         method: "GET".into(),
         route: "/whoami".into(),
