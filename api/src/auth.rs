@@ -319,3 +319,15 @@ pub fn bearer_from_headers(headers: &axum::http::HeaderMap) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
+
+/// The rate-limit state of the key behind a request, put in the request's extensions by
+/// the auth layer (and shown by `GET /whoami` and the `RateLimit-*` headers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct RateLimitState {
+    /// Requests per minute allowed to this key (its override or its plan's).
+    pub limit: u32,
+    /// Requests it may still make right now (its burst capacity left).
+    pub remaining: u32,
+    /// Seconds until its allowance is whole again.
+    pub reset_seconds: u64,
+}
