@@ -7,6 +7,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::HeaderName;
+use axum::middleware;
+use axum::routing::get;
 use commands::keys::KeyService;
 use domain::store::EventStore;
 use ipnet::IpNet;
@@ -43,6 +45,10 @@ pub struct App {
     pub projectors: Vec<ProjectorHandle>,
     /// The global position of this node's last write.
     pub last_written: AtomicU64,
+    /// Per-key rate limits and the plans they follow.
+    pub limits: crate::ratelimit::RateLimits,
+    /// The group-commit writer of `ApiCallRecorded` events.
+    pub usage: crate::usage::UsageRecorder,
 }
 
 impl App {
@@ -74,16 +80,27 @@ pub struct AppState(pub Arc<App>);
 /// The router shared by `main` and the tests, with every layer.
 pub fn app(state: AppState) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
+    // Every route that needs a key sits behind the auth layer. It is a `route_layer`: it
+    // runs only for matched routes, after routing, so it knows the route template.
+    let protected =
+        Router::new()
+            .merge(routes::keys::router())
+            .route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                crate::auth_layer::authenticate,
+            ));
     Router::new()
         .merge(routes::platform::router())
-        .merge(routes::keys::router())
         .merge(crate::openapi::router())
+        .route("/metrics", get(crate::metrics::render))
+        .merge(protected)
         .with_state(state)
         // Layers: each `.layer()` wraps the ones before it, so the last one added sees the
-        // request first. Order of a request: request id -> trace span -> propagate id ->
-        // body limit -> route.
+        // request first. Order of a request: request id -> trace span -> request metrics
+        // -> propagate id -> body limit -> route (-> auth layer -> handler).
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
+        .layer(middleware::from_fn(crate::metrics::count_requests))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // The route template, never the raw path (which may hold ids) or headers
             // (which hold the bearer token).

@@ -55,13 +55,33 @@ pub enum AuthFailure {
 }
 
 impl AuthFailure {
+    /// A stable label for metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing",
+            AuthFailure::Malformed => "malformed",
+            AuthFailure::WrongEnvironment => "wrong_environment",
+            AuthFailure::UnknownKey => "unknown_key",
+            AuthFailure::BadSecret => "bad_secret",
+            AuthFailure::Revoked => "revoked",
+            AuthFailure::Expired => "expired",
+        }
+    }
+
     /// The 401's detail.
     pub fn detail(self, server: Environment) -> String {
         match self {
             AuthFailure::Missing => "an Authorization: Bearer <key> header is required".into(),
             AuthFailure::Malformed => "the bearer token is not a valid keyledger key".into(),
             AuthFailure::WrongEnvironment => {
-                format!("this server accepts {} keys only", server.as_str())
+                let other = match server {
+                    Environment::Live => "test",
+                    Environment::Test => "live",
+                };
+                format!(
+                    "this is a {other} key; this server accepts {} keys only",
+                    server.as_str()
+                )
             }
             AuthFailure::UnknownKey | AuthFailure::BadSecret => "the key is not valid".into(),
             AuthFailure::Revoked => "the key has been revoked".into(),
@@ -110,8 +130,12 @@ impl Authenticator {
         }
         let fingerprint = hashing::fingerprint(bearer);
         let entry = match self.cache.get(&parsed.key_id).await {
-            Some(entry) => entry,
+            Some(entry) => {
+                metrics::counter!("keyledger_key_cache_hits_total").increment(1);
+                entry
+            }
             None => {
+                metrics::counter!("keyledger_key_cache_misses_total").increment(1);
                 let state = self
                     .keys
                     .load_key(parsed.key_id)
@@ -133,6 +157,7 @@ impl Authenticator {
             None => {
                 // First verification of this key on this node: argon2, off the async
                 // threads. Later requests compare sha256(token) in constant time.
+                metrics::counter!("keyledger_argon2_verifications_total").increment(1);
                 let hash = entry.state.secret_hash.clone();
                 let token = bearer.to_owned();
                 let ok = tokio::task::spawn_blocking(move || hashing::verify_token(&token, &hash))

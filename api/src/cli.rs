@@ -19,6 +19,8 @@ use tracing_subscriber::EnvFilter;
 use crate::app::{App, AppState, app};
 use crate::auth::Authenticator;
 use crate::config::{ServeConfig, StoreConfig};
+use crate::ratelimit::RateLimits;
+use crate::usage::{RecorderConfig, UsageRecorder};
 use crate::wiring::{Stores, open_stores, projections};
 
 /// The command line.
@@ -379,6 +381,15 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         100_000,
         Duration::from_secs(cfg.cache_ttl_seconds),
     );
+    crate::metrics::install();
+    let (usage, usage_task) = UsageRecorder::start(
+        stores.events.clone(),
+        RecorderConfig {
+            batch_size: cfg.usage_batch_size.max(1),
+            max_delay: Duration::from_millis(cfg.usage_max_delay_ms),
+            durability: cfg.usage_durability,
+        },
+    );
     let state = AppState(Arc::new(App {
         store: stores.events,
         key_queries: KeyQueries::new(stores.read_db.clone()),
@@ -388,6 +399,8 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         trusted_proxies: cfg.trusted_proxies.clone(),
         projectors,
         last_written: AtomicU64::new(0),
+        limits: RateLimits::new(),
+        usage,
     }));
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -402,6 +415,15 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;
+    // Every request is answered and the router (with its recorder handles) is gone: drain
+    // the usage writer so that no accepted call goes unrecorded.
+    if tokio::time::timeout(Duration::from_secs(30), usage_task.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::error!("usage writer did not drain within 30 s");
+    }
+    tracing::info!("stopped");
     Ok(())
 }
 

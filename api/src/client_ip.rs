@@ -9,12 +9,19 @@ use ipnet::IpNet;
 
 /// The client IP of a request, if the peer address is known.
 pub fn client_ip(parts: &Parts, trusted: &[IpNet]) -> Option<IpAddr> {
-    let peer = parts
-        .extensions
+    client_ip_of(&parts.extensions, &parts.headers, trusted)
+}
+
+/// The client IP from a request's extensions (the peer address) and headers.
+pub fn client_ip_of(
+    extensions: &axum::http::Extensions,
+    headers: &axum::http::HeaderMap,
+    trusted: &[IpNet],
+) -> Option<IpAddr> {
+    let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())?;
-    let forwarded = parts
-        .headers
+    let forwarded = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())

@@ -56,6 +56,24 @@ pub struct ServeConfig {
     #[arg(long, env = "KEYLEDGER_CACHE_TTL_SECONDS", default_value_t = 30)]
     pub cache_ttl_seconds: u64,
 
+    /// The most usage events appended in one transaction (group commit).
+    #[arg(long, env = "KEYLEDGER_USAGE_BATCH_SIZE", default_value_t = 256)]
+    pub usage_batch_size: usize,
+
+    /// The longest a usage event waits for its batch to fill, in milliseconds.
+    #[arg(long, env = "KEYLEDGER_USAGE_MAX_DELAY_MS", default_value_t = 2)]
+    pub usage_max_delay_ms: u64,
+
+    /// `durable`: a response waits until its usage event is committed; `async`: it does
+    /// not (faster; a crash may lose the last batch).
+    #[arg(
+        long,
+        env = "KEYLEDGER_USAGE_DURABILITY",
+        value_enum,
+        default_value = "durable"
+    )]
+    pub usage_durability: crate::usage::Durability,
+
     /// Do not create the `default` organisation and root key on an empty store.
     #[arg(long, env = "KEYLEDGER_NO_BOOTSTRAP")]
     pub no_bootstrap: bool,
