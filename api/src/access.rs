@@ -17,25 +17,93 @@ pub enum Access {
 /// `(method, route template, access)`.
 pub const ROUTES: &[(Method, &str, Access)] = &[
     // Data API.
-    (Method::GET, "/organizations/{org}/work-orders", Access::Scope(Scope::WORK_ORDERS_READ)),
-    (Method::POST, "/organizations/{org}/work-orders", Access::Scope(Scope::WORK_ORDERS_WRITE)),
-    (Method::GET, "/organizations/{org}/work-orders/{id}", Access::Scope(Scope::WORK_ORDERS_READ)),
-    (Method::PATCH, "/organizations/{org}/work-orders/{id}", Access::Scope(Scope::WORK_ORDERS_WRITE)),
-    (Method::GET, "/organizations/{org}/assets", Access::Scope(Scope::ASSETS_READ)),
-    (Method::POST, "/organizations/{org}/assets", Access::Scope(Scope::ASSETS_WRITE)),
-    (Method::GET, "/organizations/{org}/locations", Access::Scope(Scope::LOCATIONS_READ)),
+    (
+        Method::GET,
+        "/organizations/{org}/work-orders",
+        Access::Scope(Scope::WORK_ORDERS_READ),
+    ),
+    (
+        Method::POST,
+        "/organizations/{org}/work-orders",
+        Access::Scope(Scope::WORK_ORDERS_WRITE),
+    ),
+    (
+        Method::GET,
+        "/organizations/{org}/work-orders/{id}",
+        Access::Scope(Scope::WORK_ORDERS_READ),
+    ),
+    (
+        Method::PATCH,
+        "/organizations/{org}/work-orders/{id}",
+        Access::Scope(Scope::WORK_ORDERS_WRITE),
+    ),
+    (
+        Method::GET,
+        "/organizations/{org}/assets",
+        Access::Scope(Scope::ASSETS_READ),
+    ),
+    (
+        Method::POST,
+        "/organizations/{org}/assets",
+        Access::Scope(Scope::ASSETS_WRITE),
+    ),
+    (
+        Method::GET,
+        "/organizations/{org}/locations",
+        Access::Scope(Scope::LOCATIONS_READ),
+    ),
     (Method::GET, "/whoami", Access::AnyKey),
     // Management.
-    (Method::POST, "/organizations/{org}/api-keys", Access::Scope(Scope::API_KEYS_CREATE)),
-    (Method::GET, "/organizations/{org}/api-keys", Access::Scope(Scope::API_KEYS_READ)),
-    (Method::GET, "/organizations/{org}/api-keys/{id}", Access::Scope(Scope::API_KEYS_READ)),
-    (Method::PATCH, "/organizations/{org}/api-keys/{id}", Access::Scope(Scope::API_KEYS_WRITE)),
-    (Method::DELETE, "/organizations/{org}/api-keys/{id}", Access::Scope(Scope::API_KEYS_REVOKE)),
-    (Method::POST, "/organizations/{org}/api-keys/{id}/revoke", Access::Scope(Scope::API_KEYS_REVOKE)),
-    (Method::POST, "/organizations/{org}/api-keys/{id}/rotate", Access::Scope(Scope::API_KEYS_CREATE)),
-    (Method::GET, "/organizations/{org}/api-keys/{id}/usage", Access::Scope(Scope::API_KEYS_READ)),
-    (Method::GET, "/organizations/{org}/api-keys/{id}/events", Access::Scope(Scope::API_KEYS_READ)),
-    (Method::GET, "/organizations/{org}/usage", Access::Scope(Scope::API_KEYS_READ)),
+    (
+        Method::POST,
+        "/organizations/{org}/api-keys",
+        Access::Scope(Scope::API_KEYS_CREATE),
+    ),
+    (
+        Method::GET,
+        "/organizations/{org}/api-keys",
+        Access::Scope(Scope::API_KEYS_READ),
+    ),
+    (
+        Method::GET,
+        "/organizations/{org}/api-keys/{id}",
+        Access::Scope(Scope::API_KEYS_READ),
+    ),
+    (
+        Method::PATCH,
+        "/organizations/{org}/api-keys/{id}",
+        Access::Scope(Scope::API_KEYS_WRITE),
+    ),
+    (
+        Method::DELETE,
+        "/organizations/{org}/api-keys/{id}",
+        Access::Scope(Scope::API_KEYS_REVOKE),
+    ),
+    (
+        Method::POST,
+        "/organizations/{org}/api-keys/{id}/revoke",
+        Access::Scope(Scope::API_KEYS_REVOKE),
+    ),
+    (
+        Method::POST,
+        "/organizations/{org}/api-keys/{id}/rotate",
+        Access::Scope(Scope::API_KEYS_CREATE),
+    ),
+    (
+        Method::GET,
+        "/organizations/{org}/api-keys/{id}/usage",
+        Access::Scope(Scope::API_KEYS_READ),
+    ),
+    (
+        Method::GET,
+        "/organizations/{org}/api-keys/{id}/events",
+        Access::Scope(Scope::API_KEYS_READ),
+    ),
+    (
+        Method::GET,
+        "/organizations/{org}/usage",
+        Access::Scope(Scope::API_KEYS_READ),
+    ),
 ];
 
 /// The access rule of a route, `None` when the route is not in the table.
@@ -60,7 +128,10 @@ mod tests {
             access(&Method::POST, "/organizations/{org}/work-orders"),
             Some(Access::Scope(Scope::WORK_ORDERS_WRITE))
         );
-        assert_eq!(access(&Method::PUT, "/organizations/{org}/work-orders"), None);
+        assert_eq!(
+            access(&Method::PUT, "/organizations/{org}/work-orders"),
+            None
+        );
     }
 
     #[test]
