@@ -95,6 +95,7 @@ impl AuthFailure {
 pub struct Authenticator {
     keys: Arc<KeyService>,
     cache: Cache<KeyId, CachedKey>,
+    unknown: Cache<KeyId, ()>,
     environment: Environment,
 }
 
@@ -111,6 +112,10 @@ impl Authenticator {
             cache: Cache::builder()
                 .max_capacity(capacity)
                 .time_to_live(ttl)
+                .build(),
+            unknown: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(Duration::from_secs(300))
                 .build(),
             environment,
         }
@@ -136,15 +141,24 @@ impl Authenticator {
             }
             None => {
                 metrics::counter!("keyledger_key_cache_misses_total").increment(1);
-                let state = self
-                    .keys
-                    .load_key(parsed.key_id)
-                    .await
-                    .map_err(|e| {
+                // An id nobody has created is remembered for a while, so a flood of
+                // well-formed tokens with made-up ids costs no store reads. This cannot
+                // hide a new key: its id is random and first known to its creator, so no
+                // one can present it before the create call has appended it.
+                if self.unknown.contains_key(&parsed.key_id) {
+                    return Err(AuthFailure::UnknownKey);
+                }
+                let state = match self.keys.load_key(parsed.key_id).await {
+                    Ok(Some(state)) => state,
+                    Ok(None) => {
+                        self.unknown.insert(parsed.key_id, ()).await;
+                        return Err(AuthFailure::UnknownKey);
+                    }
+                    Err(e) => {
                         tracing::warn!(error = %e, "cannot load a key to authenticate");
-                        AuthFailure::UnknownKey
-                    })?
-                    .ok_or(AuthFailure::UnknownKey)?;
+                        return Err(AuthFailure::UnknownKey);
+                    }
+                };
                 self.fill(Arc::new(state), None).await
             }
         };

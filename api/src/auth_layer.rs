@@ -70,7 +70,10 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         })
         .await
         .unwrap_or(Plan::Starter);
-    let per_minute = key.requests_per_minute(plan);
+    // A key's own limit can only lower its plan's ("the key's lower override").
+    let per_minute = key
+        .requests_per_minute(plan)
+        .min(plan.requests_per_minute());
 
     let (mut response, limit_state) = 'checks: {
         // 3. Where from.
