@@ -160,6 +160,7 @@ fn event(n: u64) -> NewEvent {
             correlation_id: Some(format!("corr-{n}")),
             causation_id: None,
             prev_hash: None,
+            hash: None,
         },
     }
 }

@@ -103,6 +103,7 @@ impl CommandContext {
             correlation_id: self.correlation_id.clone(),
             causation_id: None,
             prev_hash: None,
+            hash: None,
         }
     }
 }

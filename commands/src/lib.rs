@@ -7,6 +7,7 @@
 //! constructed directly ([`SqliteEventStore`], [`PostgresEventStore`]).
 #![forbid(unsafe_code)]
 
+pub mod audit;
 mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;

@@ -19,7 +19,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
+use domain::chain::{self, HashInput};
 use domain::store::{
     AppendOutcome, AppendRequest, EventStore, EventStream, RecordedEvent, StoreError,
 };
@@ -147,7 +148,8 @@ impl PostgresEventStore {
                 .await
                 .map_err(codec::unavailable)?;
         }
-        let recorded_at = Utc::now();
+        // Postgres keeps microseconds: hash exactly what will be stored.
+        let recorded_at = Utc::now().trunc_subsecs(6);
 
         let streams: Vec<&str> = {
             let mut seen: Vec<&str> = requests.iter().map(|r| r.stream.as_str()).collect();
@@ -176,6 +178,8 @@ impl PostgresEventStore {
             })?;
             versions.insert(stream, version);
         }
+        // The hash of each chained stream's last event, read under the same lock.
+        let mut heads = Self::chain_heads(&mut tx, &streams).await?;
 
         let total: usize = requests.iter().map(|r| r.events.len()).sum();
         let mut ids = Vec::with_capacity(total);
@@ -197,15 +201,35 @@ impl PostgresEventStore {
                 });
             }
             let mut version = current;
+            let mut prev_hash = heads.remove(&request.stream);
             for event in &request.events {
                 version += 1;
+                let mut sealed = event.metadata.clone();
+                prev_hash = chain::seal(
+                    HashInput {
+                        stream: &request.stream,
+                        stream_version: version,
+                        event_id: event.event_id,
+                        event_type: &event.event_type,
+                        schema_version: event.schema_version,
+                        recorded_at: &recorded_at,
+                        data: &event.data,
+                        metadata: &event.metadata,
+                        prev_hash: prev_hash.as_deref(),
+                    },
+                    &mut sealed,
+                );
                 ids.push(event.event_id);
                 stream_col.push(request.stream.as_str());
                 version_col.push(codec::to_i64(version, "stream version")?);
                 types.push(event.event_type.as_str());
                 schemas.push(i64::from(event.schema_version));
                 data.push(&event.data);
-                metadata.push(codec::metadata_json(&event.metadata)?);
+                metadata.push(codec::metadata_json(&sealed)?);
+            }
+            if let Some(hash) = prev_hash {
+                // The same stream may be named again later in this append.
+                heads.insert(request.stream.clone(), hash);
             }
             versions.insert(request.stream.clone(), version);
             last_events.push((request.stream.clone(), version));
@@ -277,6 +301,40 @@ impl PostgresEventStore {
             outcomes,
             shared: Arc::clone(&self.shared),
         })
+    }
+
+    /// The stored hash of the last event of every hash-chained stream among `streams`
+    /// (streams without events, or whose last event predates chaining, are absent).
+    async fn chain_heads(
+        tx: &mut sqlx::PgConnection,
+        streams: &[&str],
+    ) -> Result<HashMap<String, String>, StoreError> {
+        let chained: Vec<&str> = streams
+            .iter()
+            .copied()
+            .filter(|s| chain::is_chained_stream(s))
+            .collect();
+        let mut heads = HashMap::with_capacity(chained.len());
+        if chained.is_empty() {
+            return Ok(heads);
+        }
+        let rows = sqlx::query(
+            "SELECT s.stream, (SELECT e.metadata->>'hash' FROM events e \
+             WHERE e.stream = s.stream ORDER BY e.stream_version DESC LIMIT 1) AS hash \
+             FROM UNNEST($1::text[]) AS s(stream)",
+        )
+        .bind(&chained)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(codec::unavailable)?;
+        for row in rows {
+            let stream: String = row.try_get("stream").map_err(codec::unavailable)?;
+            let hash: Option<String> = row.try_get("hash").map_err(codec::unavailable)?;
+            if let Some(hash) = hash {
+                heads.insert(stream, hash);
+            }
+        }
+        Ok(heads)
     }
 
     /// Explains a unique violation: a duplicate event id, or (with the ordering guard

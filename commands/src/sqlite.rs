@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
+use domain::chain::{self, HashInput};
 use domain::store::{
     AppendOutcome, AppendRequest, EventStore, EventStream, RecordedEvent, StoreError,
 };
@@ -144,6 +145,40 @@ impl SqliteEventStore {
         })
     }
 
+    /// The stored hash of the last event of every hash-chained stream among `streams`
+    /// (streams without events, or whose last event predates chaining, are absent).
+    async fn chain_heads(
+        tx: &mut sqlx::SqliteConnection,
+        streams: &[&str],
+    ) -> Result<HashMap<String, String>, StoreError> {
+        let chained: Vec<&str> = streams
+            .iter()
+            .copied()
+            .filter(|s| chain::is_chained_stream(s))
+            .collect();
+        let mut heads = HashMap::with_capacity(chained.len());
+        if chained.is_empty() {
+            return Ok(heads);
+        }
+        let rows = sqlx::query(
+            "SELECT s.value AS stream, (SELECT json_extract(e.metadata, '$.hash') FROM events e \
+             WHERE e.stream = s.value ORDER BY e.stream_version DESC LIMIT 1) AS hash \
+             FROM json_each(?) AS s",
+        )
+        .bind(json_text(&chained)?)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(codec::unavailable)?;
+        for row in rows {
+            let stream: String = row.try_get("stream").map_err(codec::unavailable)?;
+            let hash: Option<String> = row.try_get("hash").map_err(codec::unavailable)?;
+            if let Some(hash) = hash {
+                heads.insert(stream, hash);
+            }
+        }
+        Ok(heads)
+    }
+
     /// Explains a unique violation. Under the write lock the version check already
     /// passed, so this is a duplicate event id, unless a writer outside this protocol
     /// moved a stream on.
@@ -210,7 +245,9 @@ impl EventStore for SqliteEventStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(codec::unavailable)?;
-        let recorded_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+        // Microseconds: what is stored is exactly what the chain's hash covers.
+        let now = Utc::now().trunc_subsecs(6);
+        let recorded_at = chain::timestamp_text(&now);
 
         // Current versions of every stream named, in one statement (one index probe each).
         let streams: Vec<&str> = {
@@ -236,6 +273,8 @@ impl EventStore for SqliteEventStore {
             })?;
             versions.insert(stream, version);
         }
+        // The hash of each chained stream's last event, read under the same write lock.
+        let mut heads = Self::chain_heads(&mut tx, &streams).await?;
 
         // Every new row as a JSON array, inserted by one statement.
         let mut new_rows = Vec::with_capacity(requests.iter().map(|r| r.events.len()).sum());
@@ -250,8 +289,24 @@ impl EventStore for SqliteEventStore {
                 });
             }
             let mut version = current;
+            let mut prev_hash = heads.remove(&request.stream);
             for event in &request.events {
                 version += 1;
+                let mut metadata = event.metadata.clone();
+                prev_hash = chain::seal(
+                    HashInput {
+                        stream: &request.stream,
+                        stream_version: version,
+                        event_id: event.event_id,
+                        event_type: &event.event_type,
+                        schema_version: event.schema_version,
+                        recorded_at: &now,
+                        data: &event.data,
+                        metadata: &event.metadata,
+                        prev_hash: prev_hash.as_deref(),
+                    },
+                    &mut metadata,
+                );
                 new_rows.push(serde_json::json!([
                     event.event_id.to_string(),
                     request.stream,
@@ -259,8 +314,12 @@ impl EventStore for SqliteEventStore {
                     event.event_type,
                     event.schema_version,
                     event.data.to_string(),
-                    codec::metadata_json(&event.metadata)?.to_string(),
+                    codec::metadata_json(&metadata)?.to_string(),
                 ]));
+            }
+            if let Some(hash) = prev_hash {
+                // The same stream may be named again later in this append.
+                heads.insert(request.stream.clone(), hash);
             }
             versions.insert(request.stream.clone(), version);
             last_events.push((request.stream.clone(), version));

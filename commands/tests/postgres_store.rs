@@ -269,3 +269,24 @@ async fn open_event_store_opens_postgres_urls() {
     drop(store);
     cleanup(db).await;
 }
+
+struct PgSql(sqlx::PgPool);
+
+#[async_trait]
+impl commands::conformance::RawSql for PgSql {
+    async fn execute(&self, sql: &str) {
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&self.0)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_events_altered_deleted_or_reordered_with_sql() {
+    let Some(db) = fresh().await else { return };
+    let store = db.store().await;
+    let sql = PgSql(store.pool().clone());
+    commands::conformance::verify_names_tampered_events(Arc::new(store), &sql).await;
+    cleanup(db).await;
+}

@@ -183,3 +183,24 @@ async fn open_event_store_picks_the_backend_by_scheme() {
         Ok(_) => panic!("mysql:// must be refused"),
     }
 }
+
+struct SqliteSql(sqlx::SqlitePool);
+
+#[async_trait]
+impl commands::conformance::RawSql for SqliteSql {
+    async fn execute(&self, sql: &str) {
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&self.0)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn verify_names_events_altered_deleted_or_reordered_with_sql() {
+    let db = fresh().await.unwrap();
+    let store = SqliteEventStore::connect(&db.url()).await.unwrap();
+    store.migrate().await.unwrap();
+    let sql = SqliteSql(store.pool().clone());
+    commands::conformance::verify_names_tampered_events(Arc::new(store), &sql).await;
+}

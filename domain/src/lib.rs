@@ -10,6 +10,7 @@ pub mod aggregate;
 pub mod apikey;
 mod base62;
 pub mod bus;
+pub mod chain;
 pub mod events;
 pub mod ids;
 pub mod organization;

@@ -53,9 +53,14 @@ pub struct Metadata {
     /// The id of the event or request that directly caused this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<String>,
-    /// The hash of the stream's previous event (tamper evidence; see the audit issue).
+    /// The hash of the stream's previous event in a hash-chained stream (`None` on the
+    /// first event). Set by the store adapters on append; see [`crate::chain`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev_hash: Option<String>,
+    /// This event's own hash in a hash-chained stream. Set by the store adapters on
+    /// append (whatever a caller puts here is replaced); see [`crate::chain`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
 }
 
 /// An event about to be appended.
