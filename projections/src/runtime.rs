@@ -1,7 +1,7 @@
 //! The projector runtime: catch up from the checkpoint, then follow the live store.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
@@ -11,7 +11,17 @@ use sqlx::AnyConnection;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::db::ReadDb;
+use crate::db::{Backend, ReadDb};
+
+/// How often a node that does not lead a projection tries to take the lead (and updates
+/// its view of the stored checkpoint).
+const LEADER_RETRY: Duration = Duration::from_millis(500);
+
+/// How often a leader checks that the connection holding its lock is still alive.
+const LEADER_PING: Duration = Duration::from_secs(1);
+
+/// How often `wait_for` on a node that does not lead reads the stored checkpoint.
+const FOLLOWER_POLL: Duration = Duration::from_millis(5);
 
 /// What can stop a projector.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +78,20 @@ pub trait Projection: Send + Sync + 'static {
         conn: &mut AnyConnection,
         event: &RecordedEvent,
     ) -> Result<(), ProjectionError>;
+
+    /// Applies consecutive events in order, inside the projector's transaction. The
+    /// default applies them one by one; a projection may override it to aggregate the
+    /// batch in memory (counters) and write each row once.
+    async fn apply_batch(
+        &self,
+        conn: &mut AnyConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        for event in events {
+            self.apply(conn, event).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Runs one projection against one read-model database.
@@ -131,9 +155,7 @@ impl Projector {
             return Ok(after);
         };
         let mut tx = self.db.pool().begin().await?;
-        for event in events {
-            self.projection.apply(&mut tx, event).await?;
-        }
+        self.projection.apply_batch(&mut tx, events).await?;
         // Compare-and-set on the checkpoint: if a rebuild or another projector moved it,
         // nothing of this batch is kept.
         let updated = sqlx::query(
@@ -165,32 +187,115 @@ impl Projector {
 
     /// Follows the store until the task is aborted, retrying with a back-off on errors.
     /// The returned handle reports the committed position.
+    ///
+    /// On Postgres, only the node holding the projection's advisory lock projects (one
+    /// active projector per read model across the cluster): the lock is a session lock
+    /// on a connection of its own, held while leading and checked every second; when
+    /// that connection drops, Postgres releases the lock, this node stops projecting and
+    /// another node takes over within [`LEADER_RETRY`]. Correctness does not rest on the
+    /// lock: the checkpoint compare-and-set already keeps two projectors from double
+    /// counting during a hand-over. On SQLite there is one node and no lock.
     pub fn spawn(self) -> ProjectorHandle {
         let (tx, rx) = watch::channel(0u64);
+        let (lead_tx, lead_rx) = watch::channel(false);
         let name = self.projection.name();
+        let db = self.db.clone();
         let task = tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(50);
-            loop {
-                match self.follow(&tx).await {
-                    Ok(()) => backoff = Duration::from_millis(50),
-                    Err(ProjectionError::CheckpointMoved { .. }) => {
-                        tracing::info!(projection = name, "checkpoint moved; resuming from it");
-                        backoff = Duration::from_millis(50);
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::error!(projection = name, error = %e, "projector failed; retrying");
-                    }
+            match self.db.backend() {
+                Backend::Sqlite => {
+                    lead_tx.send_replace(true);
+                    self.run(&tx).await;
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                Backend::Postgres => self.run_when_leading(&tx, &lead_tx).await,
             }
         });
         ProjectorHandle {
             name,
+            db,
             position: rx,
+            leading: lead_rx,
             task,
         }
+    }
+
+    /// Follows the store for ever, retrying with a back-off on errors.
+    async fn run(&self, tx: &watch::Sender<u64>) {
+        let name = self.projection.name();
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.follow(tx).await {
+                Ok(()) => backoff = Duration::from_millis(50),
+                Err(ProjectionError::CheckpointMoved { .. }) => {
+                    tracing::info!(projection = name, "checkpoint moved; resuming from it");
+                    backoff = Duration::from_millis(50);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(projection = name, error = %e, "projector failed; retrying");
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Postgres: tries to take the projection's advisory lock; projects while holding it,
+    /// otherwise keeps the handle's position in step with the stored checkpoint.
+    async fn run_when_leading(&self, tx: &watch::Sender<u64>, leading: &watch::Sender<bool>) {
+        let name = self.projection.name();
+        let key = lock_key(name);
+        let mut conn: Option<AnyConnection> = None;
+        loop {
+            match self.try_lead(&mut conn, key).await {
+                Ok(true) => {
+                    tracing::info!(projection = name, "leading this projection");
+                    leading.send_replace(true);
+                    if let Some(lock) = conn.as_mut() {
+                        tokio::select! {
+                            () = self.run(tx) => {}
+                            () = hold(lock) => {
+                                tracing::warn!(projection = name, "lost the projection's lock; no longer projecting");
+                            }
+                        }
+                    }
+                    leading.send_replace(false);
+                    // The lock's connection is gone (or broken): never reuse it.
+                    conn = None;
+                }
+                Ok(false) => {
+                    if let Ok(p) = stored_checkpoint(&self.db, name).await {
+                        tx.send_if_modified(|cur| {
+                            let moved = *cur != p;
+                            *cur = p;
+                            moved
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(projection = name, error = %e, "cannot try the projection's lock");
+                    conn = None;
+                }
+            }
+            tokio::time::sleep(LEADER_RETRY).await;
+        }
+    }
+
+    /// Takes the lock on a dedicated connection (kept in `conn` for the next try when
+    /// another node holds it).
+    async fn try_lead(
+        &self,
+        conn: &mut Option<AnyConnection>,
+        key: i64,
+    ) -> Result<bool, ProjectionError> {
+        let c = match conn {
+            Some(c) => c,
+            None => conn.insert(self.db.pool().acquire().await?.detach()),
+        };
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut *c)
+            .await?;
+        Ok(got)
     }
 
     /// One subscription's worth of work: from the stored checkpoint until an error.
@@ -207,11 +312,44 @@ impl Projector {
     }
 }
 
+/// Returns when the connection holding a projection's lock stops answering.
+async fn hold(conn: &mut AnyConnection) {
+    loop {
+        tokio::time::sleep(LEADER_PING).await;
+        if sqlx::query("SELECT 1").execute(&mut *conn).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The advisory-lock key of a projection: a stable 64-bit FNV-1a hash of its name.
+/// Advisory locks are per database, so clusters on different databases never meet.
+fn lock_key(name: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in "keyledger.projection.".bytes().chain(name.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    i64::from_ne_bytes(h.to_ne_bytes())
+}
+
+/// The checkpoint stored for `name` (0 when there is none yet).
+async fn stored_checkpoint(db: &ReadDb, name: &str) -> Result<u64, ProjectionError> {
+    let pos: Option<i64> =
+        sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
+            .bind(name)
+            .fetch_optional(db.pool())
+            .await?;
+    Ok(pos.and_then(|p| u64::try_from(p).ok()).unwrap_or(0))
+}
+
 /// A running projector.
 #[derive(Debug)]
 pub struct ProjectorHandle {
     name: &'static str,
+    db: ReadDb,
     position: watch::Receiver<u64>,
+    leading: watch::Receiver<bool>,
     task: JoinHandle<()>,
 }
 
@@ -221,21 +359,54 @@ impl ProjectorHandle {
         self.name
     }
 
-    /// The position of the last event committed to the read model.
+    /// The position of the last event committed to the read model (by this node when
+    /// it leads; as last read from the checkpoint table when another node does).
     pub fn position(&self) -> u64 {
         *self.position.borrow()
     }
 
-    /// Waits until the read model includes `position`; false on timeout. This is how
-    /// management reads give read-your-writes.
-    pub async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
-        let mut rx = self.position.clone();
-        tokio::time::timeout(timeout, rx.wait_for(|p| *p >= position))
-            .await
-            .is_ok_and(|r| r.is_ok())
+    /// Whether this node is the one projecting (always, on SQLite).
+    pub fn is_leader(&self) -> bool {
+        *self.leading.borrow()
     }
 
-    /// Stops the projector. A batch in flight is rolled back, never half-applied.
+    /// Waits until the read model includes `position`; false on timeout. This is how
+    /// management reads give read-your-writes, on every node: the leader's projector
+    /// reports its progress directly; a node that does not lead reads the checkpoint the
+    /// leader commits with its rows.
+    pub async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut rx = self.position.clone();
+        loop {
+            if *rx.borrow_and_update() >= position {
+                return true;
+            }
+            let leading = self.is_leader();
+            if !leading
+                && let Ok(p) = stored_checkpoint(&self.db, self.name).await
+                && p >= position
+            {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let wait = if leading {
+                left
+            } else {
+                left.min(FOLLOWER_POLL)
+            };
+            match tokio::time::timeout(wait, rx.changed()).await {
+                Ok(Ok(())) | Err(_) => {}
+                // The projector task is gone: nothing will report progress any more.
+                Ok(Err(_)) => tokio::time::sleep(left.min(FOLLOWER_POLL)).await,
+            }
+        }
+    }
+
+    /// Stops the projector. A batch in flight is rolled back, never half-applied; the
+    /// lock (if held) goes with its connection.
     pub fn stop(&self) {
         self.task.abort();
     }

@@ -47,6 +47,7 @@ impl Projection for CountingProjection {
 struct Env {
     store: Arc<dyn EventStore>,
     db: ReadDb,
+    url: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -88,6 +89,7 @@ async fn env_at(url: &str, dir: Option<tempfile::TempDir>) -> Env {
     Env {
         store,
         db,
+        url: url.to_owned(),
         _dir: dir,
     }
 }
@@ -273,5 +275,62 @@ async fn postgres_rebuild_under_running_projector() {
 async fn postgres_two_projectors() {
     if let Some(env) = postgres_env().await {
         it_should_not_double_count_with_two_projectors(env).await;
+    }
+}
+
+/// Two nodes (each its own pools) on one Postgres: exactly one leads; when it dies, the
+/// other takes over and goes on from the leader's checkpoint, with exact counts.
+async fn it_should_hand_over_leadership_when_the_leader_dies(env: Env) {
+    // Arrange: node A starts first and leads; node B has pools of its own.
+    let a = Projector::new(
+        env.db.clone(),
+        env.store.clone(),
+        Arc::new(CountingProjection),
+    )
+    .with_batch_size(10)
+    .spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !a.is_leader() {
+        assert!(std::time::Instant::now() < deadline, "A never led");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let b_store = commands::open_event_store(&env.url).await.unwrap();
+    let b_db = ReadDb::connect(&env.url).await.unwrap();
+    let b = Projector::new(b_db.clone(), b_store, Arc::new(CountingProjection))
+        .with_batch_size(7)
+        .spawn();
+
+    // Act 1: events while A leads.
+    seed(env.store.as_ref(), 600).await;
+
+    // Assert 1: both see the read model reach the head (B through the checkpoint table),
+    // and only A projects.
+    assert!(a.wait_for(600, Duration::from_secs(60)).await);
+    assert!(b.wait_for(600, Duration::from_secs(60)).await);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(a.is_leader());
+    assert!(!b.is_leader(), "two leaders at once");
+    assert_eq!(counts(&env.db).await.0, 600);
+
+    // Act 2: A dies (its task and the connection holding the lock go away), and more
+    // events come.
+    a.stop();
+    drop(a);
+    seed(env.store.as_ref(), 900).await;
+
+    // Assert 2: B takes over and projects exactly the rest.
+    assert!(b.wait_for(1500, Duration::from_secs(60)).await);
+    assert!(b.is_leader(), "B did not take over");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (total, rows) = counts(&b_db).await;
+    assert_eq!(total, 1500);
+    assert_eq!(rows, expected_counts(1500));
+    assert_eq!(checkpoint(&b_db).await, 1500);
+}
+
+#[tokio::test]
+async fn postgres_leadership_hand_over() {
+    if let Some(env) = postgres_env().await {
+        it_should_hand_over_leadership_when_the_leader_dies(env).await;
     }
 }
