@@ -281,6 +281,10 @@ impl From<projections::keys::QueryError> for ApiError {
             projections::keys::QueryError::BadCursor => {
                 ApiError::field("cursor", "is not a cursor from a previous page")
             }
+            projections::keys::QueryError::BadRange(message) => ApiError::field("to", message),
+            e @ projections::keys::QueryError::TooManyBuckets { .. } => {
+                ApiError::field("from", e.to_string())
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

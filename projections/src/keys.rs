@@ -221,7 +221,8 @@ pub struct KeyRow {
     pub usage: KeyUsage,
 }
 
-/// A key's call counters (filled by the usage read model; zero until then).
+/// A key's call counters, from the usage read model (`key_usage`); zero before its
+/// first call.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KeyUsage {
     /// Every recorded call.
@@ -251,11 +252,23 @@ pub struct KeyQueries {
     pub db: ReadDb,
 }
 
-const COLUMNS: &str = "id, org_id, name, prefix, environment, scopes, allowed_ips, \
-    created_at, created_by, revoked_at, revoked_by, revocation_reason, expires_at, \
-    rotated_from, rotated_to, rate_limit_per_minute, version, total_calls, \
-    successful_calls, client_error_calls, server_error_calls, rate_limited_calls, \
-    last_used_at";
+/// The key's row (`k`) and its counters from the usage read model (`u`, projection
+/// `key_usage`), zero when the key has no calls yet. The usage columns of `api_keys`
+/// itself are not read: they predate the usage read model and stay only because applied
+/// migrations are never edited.
+const COLUMNS: &str = "k.id, k.org_id, k.name, k.prefix, k.environment, k.scopes, \
+    k.allowed_ips, k.created_at, k.created_by, k.revoked_at, k.revoked_by, \
+    k.revocation_reason, k.expires_at, k.rotated_from, k.rotated_to, \
+    k.rate_limit_per_minute, k.version, \
+    COALESCE(u.total_calls, 0) AS total_calls, \
+    COALESCE(u.successful_calls, 0) AS successful_calls, \
+    COALESCE(u.client_error_calls, 0) AS client_error_calls, \
+    COALESCE(u.server_error_calls, 0) AS server_error_calls, \
+    COALESCE(u.rate_limited_calls, 0) AS rate_limited_calls, \
+    u.last_used_at AS last_used_at";
+
+/// `api_keys` with its usage, for [`COLUMNS`].
+const FROM: &str = "api_keys k LEFT JOIN key_usage u ON u.key_id = k.id";
 
 impl KeyQueries {
     /// Queries on `db`.
@@ -282,21 +295,21 @@ impl KeyQueries {
         let now = timestamp(now);
 
         // Every fragment is a constant of this function; values go through binds.
-        let mut sql = format!("SELECT {COLUMNS} FROM api_keys WHERE org_id = $1");
+        let mut sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE k.org_id = $1");
         let mut binds = vec![org.to_string()];
         match status {
             None => {}
-            Some(KeyStatus::Revoked) => sql.push_str(" AND revoked_at IS NOT NULL"),
+            Some(KeyStatus::Revoked) => sql.push_str(" AND k.revoked_at IS NOT NULL"),
             Some(KeyStatus::Expired) => {
                 let p = push_bind(&mut binds, now.clone());
                 sql.push_str(&format!(
-                    " AND revoked_at IS NULL AND expires_at IS NOT NULL AND expires_at <= {p}"
+                    " AND k.revoked_at IS NULL AND k.expires_at IS NOT NULL AND k.expires_at <= {p}"
                 ));
             }
             Some(KeyStatus::Active) => {
                 let p = push_bind(&mut binds, now.clone());
                 sql.push_str(&format!(
-                    " AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > {p})"
+                    " AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > {p})"
                 ));
             }
         }
@@ -304,12 +317,12 @@ impl KeyQueries {
             let at = push_bind(&mut binds, after.sort_key);
             let id = push_bind(&mut binds, after.id);
             sql.push_str(&format!(
-                " AND (created_at < {at} OR (created_at = {at} AND id < {id}))"
+                " AND (k.created_at < {at} OR (k.created_at = {at} AND k.id < {id}))"
             ));
         }
         let limit_param = format!("${}", binds.len() + 1);
         sql.push_str(&format!(
-            " ORDER BY created_at DESC, id DESC LIMIT {limit_param}"
+            " ORDER BY k.created_at DESC, k.id DESC LIMIT {limit_param}"
         ));
 
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -339,7 +352,7 @@ impl KeyQueries {
         now: DateTime<Utc>,
     ) -> Result<Option<KeyRow>, QueryError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM api_keys WHERE id = $1 AND org_id = $2"
+            "SELECT {COLUMNS} FROM {FROM} WHERE k.id = $1 AND k.org_id = $2"
         )))
         .bind(id.to_string())
         .bind(org.to_string())

@@ -15,12 +15,17 @@ pub mod orgs;
 pub mod page;
 pub mod runtime;
 mod sqlval;
+pub mod usage;
 
 pub use db::{Backend, ReadDb};
 pub use keys::{KeyListProjection, KeyQueries, KeyRow, KeyUsage};
 pub use orgs::{OrgQueries, OrgRow, OrganizationsProjection};
 pub use page::{Cursor, Page, QueryError};
 pub use runtime::{Projection, ProjectionError, Projector, ProjectorHandle, rebuild};
+pub use usage::{
+    Bucket, Granularity, RouteUsage, UsageCounts, UsageProjection, UsageQueries, UsageScope,
+    UsageTotals,
+};
 
 /// Every read model this crate maintains, for the server to run and for
 /// `keyledger projections rebuild [NAME]` to find by [`Projection::name`].
@@ -28,5 +33,6 @@ pub fn all_projections() -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(KeyListProjection),
         Arc::new(OrganizationsProjection),
+        Arc::new(UsageProjection),
     ]
 }

@@ -113,6 +113,18 @@ pub enum QueryError {
     /// `limit`; the API validates it first).
     #[error("limit must be between {MIN_LIMIT} and {MAX_LIMIT}, got {0}")]
     BadLimit(u32),
+    /// A time range that is empty or reversed (a client error: 422 naming `to`).
+    #[error("{0}")]
+    BadRange(String),
+    /// A series range of more buckets than one query may return (a client error: 422
+    /// naming `from`).
+    #[error("the range holds {buckets} buckets; at most {max} may be asked for at once")]
+    TooManyBuckets {
+        /// Buckets in the range asked for.
+        buckets: i64,
+        /// The most allowed.
+        max: i64,
+    },
     /// The read-model database failed (500 or 503).
     #[error("read-model database error: {0}")]
     Db(#[from] sqlx::Error),

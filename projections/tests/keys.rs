@@ -21,7 +21,7 @@ use domain::values::{AllowedIps, KeyName, OrgName, RateLimit};
 use domain::{Plan, Scope, Scopes};
 use projections::{
     KeyListProjection, KeyQueries, KeyRow, OrgQueries, OrganizationsProjection, Projection,
-    Projector, ProjectorHandle, QueryError, ReadDb, all_projections, rebuild,
+    Projector, ProjectorHandle, QueryError, ReadDb, UsageProjection, all_projections, rebuild,
 };
 use sqlx::{Column, Row};
 use uuid::Uuid;
@@ -234,7 +234,8 @@ async fn it_should_list_a_created_key_with_zero_usage(env: Env) {
     let handles = env.start();
     let org = create_org(&env, "acme", Plan::Enterprise).await;
     let key = Key::create(&env, org, "ci", at(5)).await;
-    append_noise(&env, key.id).await;
+    // Another key's calls: none of them may show on this key.
+    append_noise(&env, KeyId::new_v7()).await;
 
     // Act
     env.sync(&handles).await;
@@ -771,9 +772,13 @@ async fn it_should_project_organisations(env: Env) {
     assert_eq!(orgs.get(OrgId::new_v7()).await.unwrap(), None);
     assert_eq!(
         stop,
-        [KeyListProjection.name(), OrganizationsProjection.name()]
+        [
+            KeyListProjection.name(),
+            OrganizationsProjection.name(),
+            UsageProjection.name()
+        ]
     );
-    assert_eq!(stop, ["key_list", "organizations"]);
+    assert_eq!(stop, ["key_list", "organizations", "key_usage"]);
 }
 
 // ------------------------------------------------------------------------- runners
