@@ -50,14 +50,15 @@ pub mod wire {
 
 /// The current schema version of an event type; `None` for an unknown type.
 ///
-/// Every type is at version 1. When a type's data changes shape, bump its version here
-/// and teach [`upcast`] to turn the previous version into the new one.
+/// `KeyCreated` is at version 2 (see [`key_created_v1_to_v2`]); every other type is at
+/// version 1. When a type's data changes shape, bump its version here and teach
+/// [`upcast_step`] to turn the previous version into the new one.
 pub fn current_schema_version(event_type: &str) -> Option<u32> {
     match event_type {
+        wire::KEY_CREATED => Some(2),
         wire::ORGANIZATION_CREATED
         | wire::PLAN_CHANGED
         | wire::KEY_ISSUED
-        | wire::KEY_CREATED
         | wire::KEY_RENAMED
         | wire::SCOPES_CHANGED
         | wire::ALLOWED_IPS_CHANGED
@@ -71,9 +72,9 @@ pub fn current_schema_version(event_type: &str) -> Option<u32> {
 
 /// Brings `data` written at `schema_version` to the current version of `event_type`.
 ///
-/// The identity for now. An upcaster for version n is one step `n -> n + 1`, applied
-/// repeatedly, e.g. `(wire::KEY_CREATED, 1) => Ok(key_created_v1_to_v2(data))`, so old
-/// events replay without rewriting the store.
+/// An upcaster for version n is one step `n -> n + 1` ([`upcast_step`]), applied
+/// repeatedly, so old events replay without rewriting the store (events are never
+/// rewritten: the hash chain covers the data as written).
 pub fn upcast(
     event_type: &str,
     schema_version: u32,
@@ -98,11 +99,32 @@ pub fn upcast(
 }
 
 /// One upcaster step: data of `event_type` at `version` to `version + 1`; `None` when
-/// no such step exists. Add arms here as schemas evolve, e.g.
-/// `(wire::KEY_CREATED, 1) => Some(key_created_v1_to_v2(data))`.
+/// no such step exists. Add arms here as schemas evolve.
 fn upcast_step(event_type: &str, version: u32, data: Value) -> Option<Value> {
-    let _ = (event_type, version, data);
-    None
+    match (event_type, version) {
+        (wire::KEY_CREATED, 1) => key_created_v1_to_v2(data),
+        _ => None,
+    }
+}
+
+/// `KeyCreated` v1 -> v2. Version 1 (the first releases, before test keys) had no
+/// `environment`: every key was live. Version 2 requires it. The upcaster fills a
+/// missing `environment` from the key's displayed prefix (`kl_test_...` is `test`,
+/// anything else `live`) and leaves a present one alone, so v1 events that already
+/// carry it replay unchanged. `None` (refuse) when the data is not an object.
+pub fn key_created_v1_to_v2(mut data: Value) -> Option<Value> {
+    let map = data.as_object_mut()?;
+    if !map.contains_key("environment") {
+        let test = map
+            .get("prefix")
+            .and_then(Value::as_str)
+            .is_some_and(|prefix| prefix.starts_with("kl_test_"));
+        map.insert(
+            "environment".into(),
+            Value::String(if test { "test" } else { "live" }.into()),
+        );
+    }
+    Some(data)
 }
 
 /// Why a recorded event could not be decoded.
@@ -633,7 +655,12 @@ mod tests {
         for event in events {
             let new = event.to_new_event(metadata.clone());
             assert_eq!(new.event_id.get_version_num(), 7);
-            assert_eq!(new.schema_version, 1);
+            let want = if matches!(event, ApiKeyEvent::KeyCreated(_)) {
+                2
+            } else {
+                1
+            };
+            assert_eq!(new.schema_version, want);
             assert_eq!(new.event_type, event.event_type());
             let back = ApiKeyEvent::from_recorded(&recorded("apikey-x", new)).unwrap();
             assert_eq!(back, event);
@@ -749,13 +776,13 @@ mod tests {
     #[test]
     fn it_should_refuse_a_schema_version_from_the_future() {
         let mut new = ApiKeyEvent::from(key_created()).to_new_event(Metadata::default());
-        new.schema_version = 2;
+        new.schema_version = 3;
         let err = ApiKeyEvent::from_recorded(&recorded("apikey-1", new)).unwrap_err();
         assert_eq!(
             err.kind,
             DecodeErrorKind::UnsupportedVersion {
-                version: 2,
-                current: 1
+                version: 3,
+                current: 2
             }
         );
     }
@@ -769,6 +796,33 @@ mod tests {
             Err(DecodeErrorKind::UnknownType)
         );
         assert!(upcast("PlanChanged", 0, data).is_err());
+    }
+
+    #[test]
+    fn it_should_upcast_a_v1_key_created_without_environment() {
+        let mut v1 = ApiKeyEvent::from(key_created()).to_new_event(Metadata::default());
+        v1.schema_version = 1;
+        v1.data.as_object_mut().unwrap().remove("environment");
+        let live = ApiKeyEvent::from_recorded(&recorded("apikey-1", v1.clone())).unwrap();
+        let ApiKeyEvent::KeyCreated(live) = live else {
+            panic!("not KeyCreated")
+        };
+        assert_eq!(live.environment, Environment::Live);
+        v1.data["prefix"] = "kl_test_0123abcd".into();
+        let test = ApiKeyEvent::from_recorded(&recorded("apikey-1", v1.clone())).unwrap();
+        assert!(matches!(test, ApiKeyEvent::KeyCreated(k) if k.environment == Environment::Test));
+        // A v1 event that carries an environment keeps it.
+        v1.data["environment"] = "live".into();
+        let kept = ApiKeyEvent::from_recorded(&recorded("apikey-1", v1)).unwrap();
+        assert!(matches!(kept, ApiKeyEvent::KeyCreated(k) if k.environment == Environment::Live));
+        // Data that is not an object cannot be upcast.
+        assert!(matches!(
+            upcast("KeyCreated", 1, Value::Null),
+            Err(DecodeErrorKind::UnsupportedVersion {
+                version: 1,
+                current: 2
+            })
+        ));
     }
 
     #[test]
