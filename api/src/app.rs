@@ -85,6 +85,7 @@ pub fn app(state: AppState) -> Router {
     let protected =
         Router::new()
             .merge(routes::keys::router())
+            .merge(routes::audit::router())
             .route_layer(middleware::from_fn_with_state(
                 state.clone(),
                 crate::auth_layer::authenticate,

@@ -1,4 +1,7 @@
-//! The `keyledger` command line: `serve`, `orgs`, `keys`, `projections rebuild`, `migrate`.
+//! The `keyledger` command line: `serve`, `orgs`, `keys`, `audit`, `projections rebuild`,
+//! `migrate`.
+
+mod audit;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -51,6 +54,9 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Replay a key's history (its state after each event, or at a moment), export an
+    /// organisation's events, verify the hash chains.
+    Audit(audit::AuditArgs),
     /// Manage read models.
     Projections {
         #[command(subcommand)]
@@ -173,6 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Orgs { command } => orgs(command).await,
         Command::Keys { command } => keys(command).await,
+        Command::Audit(args) => audit::run(args).await,
         Command::Projections {
             command: ProjectionsCommand::Rebuild { name, stores },
         } => rebuild(&stores, name.as_deref()).await,

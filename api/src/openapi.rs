@@ -24,6 +24,7 @@ use crate::routes::{keys, platform};
         keys::revoke_key,
         keys::delete_key,
         keys::rotate_key,
+        crate::routes::audit::key_events,
     ),
     components(schemas(
         Problem,

@@ -1,5 +1,6 @@
 //! Route modules; each exposes `fn router() -> Router<AppState>`.
 
+pub mod audit;
 pub mod keys;
 pub mod platform;
 

@@ -3,6 +3,7 @@
 // Test support: a failed set-up step should fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod audit;
 mod helpers;
 mod hotpath;
 mod keys;
