@@ -6,10 +6,27 @@
 //! Cache entries carry the key's stream version: a fill with an older version never
 //! replaces a newer entry, so a slow fill that started before a revocation cannot bring
 //! the revoked key back.
+//!
+//! **The cache rule.** A cached key state is used only while it is younger than its
+//! *max age*, counted from when it was read from the store:
+//! - while the revocation bus is connected: `KEYLEDGER_CACHE_HEALTHY_TTL_SECONDS`
+//!   (300 s by default): every change is announced on the bus within milliseconds, by the
+//!   node that made it and again by the relay, and each node reloads the key on the
+//!   notice, so an entry stays right for as long as the bus is up;
+//! - while it is not (NATS unreachable, or not yet connected):
+//!   `KEYLEDGER_CACHE_TTL_SECONDS` (30 s by default), so a change nobody could announce
+//!   takes effect everywhere within that TTL of being made (plus the time NATS takes to
+//!   notice a dead connection, a few pings; a killed server is noticed at once);
+//! - on every reset of the bus (a reconnect, or a receiver that fell behind), the node drops
+//!   its whole cache: it may have missed notices.
+//!
+//! An older entry is reloaded from the store (one stream read) on its next use. A token
+//! proven by argon2 is remembered apart from the state (`sha256(token)` per key id; a
+//! key's secret never changes), so reloads and resets never cost argon2 again.
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
@@ -18,21 +35,23 @@ use chrono::Utc;
 use commands::hashing;
 use commands::keys::KeyService;
 use domain::apikey::{self, KeyStatus};
+use domain::bus::RevocationNotice;
 use domain::ids::{KeyId, OrgId};
 use domain::scope::{Scope, Scopes};
 use domain::token::{Environment, Token};
+use futures::StreamExt;
 use moka::future::Cache;
 use moka::ops::compute::Op;
 
 use crate::app::AppState;
+use crate::bus::Bus;
 use crate::error::ApiError;
 
-/// A key's state as this node last saw it, and the fingerprint of its token once argon2
-/// has accepted it here.
+/// A key's state as this node last read it from the store, and when.
 #[derive(Clone)]
 struct CachedKey {
     state: Arc<apikey::State>,
-    fingerprint: Option<[u8; 32]>,
+    loaded_at: Instant,
 }
 
 /// Why a token was refused (for metrics and the 401's detail; never the token itself).
@@ -90,40 +109,74 @@ impl AuthFailure {
     }
 }
 
+/// How long cached key states are trusted (see the module's cache rule).
+#[derive(Debug, Clone, Copy)]
+pub struct CacheConfig {
+    /// The most keys held.
+    pub capacity: u64,
+    /// Max age of an entry while the bus is not connected.
+    pub ttl: Duration,
+    /// Max age of an entry while the bus is connected.
+    pub healthy_ttl: Duration,
+}
+
 /// Verifies tokens for one node.
 #[derive(Clone)]
 pub struct Authenticator {
     keys: Arc<KeyService>,
     cache: Cache<KeyId, CachedKey>,
+    /// `sha256(token)` of the token argon2 accepted, per key.
+    verified: Cache<KeyId, [u8; 32]>,
     unknown: Cache<KeyId, ()>,
     environment: Environment,
+    bus: Bus,
+    config: CacheConfig,
 }
 
 impl Authenticator {
-    /// An authenticator whose cache holds at most `capacity` keys, each for at most `ttl`.
+    /// An authenticator following `bus` (start [`Authenticator::listen`] too).
     pub fn new(
         keys: Arc<KeyService>,
         environment: Environment,
-        capacity: u64,
-        ttl: Duration,
+        config: CacheConfig,
+        bus: Bus,
     ) -> Self {
         Self {
             keys,
+            // Moka's own TTL is only the outer bound (the longest any entry is trusted);
+            // the max age in force is checked on every read.
             cache: Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(ttl)
+                .max_capacity(config.capacity)
+                .time_to_live(config.healthy_ttl.max(config.ttl))
                 .build(),
+            verified: Cache::builder().max_capacity(config.capacity).build(),
             unknown: Cache::builder()
-                .max_capacity(capacity)
+                .max_capacity(config.capacity)
                 .time_to_live(Duration::from_secs(300))
                 .build(),
             environment,
+            bus,
+            config,
         }
     }
 
     /// The environment of keys this server accepts.
     pub fn environment(&self) -> Environment {
         self.environment
+    }
+
+    /// The revocation bus this node follows.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    /// The max age of a cached state right now (the cache rule).
+    fn max_age(&self) -> Duration {
+        if self.bus.is_connected() {
+            self.config.healthy_ttl
+        } else {
+            self.config.ttl
+        }
     }
 
     /// Checks a bearer token: format and checksum, environment, known key, secret,
@@ -134,18 +187,19 @@ impl Authenticator {
             return Err(AuthFailure::WrongEnvironment);
         }
         let fingerprint = hashing::fingerprint(bearer);
-        let entry = match self.cache.get(&parsed.key_id).await {
-            Some(entry) => {
+        let state = match self.cache.get(&parsed.key_id).await {
+            Some(entry) if entry.loaded_at.elapsed() <= self.max_age() => {
                 metrics::counter!("keyledger_key_cache_hits_total").increment(1);
-                entry
+                entry.state
             }
-            None => {
+            cached => {
                 metrics::counter!("keyledger_key_cache_misses_total").increment(1);
                 // An id nobody has created is remembered for a while, so a flood of
                 // well-formed tokens with made-up ids costs no store reads. This cannot
                 // hide a new key: its id is random and first known to its creator, so no
-                // one can present it before the create call has appended it.
-                if self.unknown.contains_key(&parsed.key_id) {
+                // one can present it before the create call has appended it (and its
+                // creation notice clears the entry on every node).
+                if cached.is_none() && self.unknown.contains_key(&parsed.key_id) {
                     return Err(AuthFailure::UnknownKey);
                 }
                 let state = match self.keys.load_key(parsed.key_id).await {
@@ -155,14 +209,15 @@ impl Authenticator {
                         return Err(AuthFailure::UnknownKey);
                     }
                     Err(e) => {
+                        // Fail closed: a state too old to trust is not used.
                         tracing::warn!(error = %e, "cannot load a key to authenticate");
                         return Err(AuthFailure::UnknownKey);
                     }
                 };
-                self.fill(Arc::new(state), None).await
+                self.fill(Arc::new(state)).await.state
             }
         };
-        match entry.fingerprint {
+        match self.verified.get(&parsed.key_id).await {
             Some(known) => {
                 if !hashing::fingerprints_equal(&known, &fingerprint) {
                     return Err(AuthFailure::BadSecret);
@@ -172,7 +227,7 @@ impl Authenticator {
                 // First verification of this key on this node: argon2, off the async
                 // threads. Later requests compare sha256(token) in constant time.
                 metrics::counter!("keyledger_argon2_verifications_total").increment(1);
-                let hash = entry.state.secret_hash.clone();
+                let hash = state.secret_hash.clone();
                 let token = bearer.to_owned();
                 let ok = tokio::task::spawn_blocking(move || hashing::verify_token(&token, &hash))
                     .await
@@ -180,34 +235,32 @@ impl Authenticator {
                 if !ok {
                     return Err(AuthFailure::BadSecret);
                 }
-                self.remember_fingerprint(parsed.key_id, entry.state.version, fingerprint)
-                    .await;
+                self.verified.insert(parsed.key_id, fingerprint).await;
             }
         }
-        match entry.state.status(Utc::now()) {
-            KeyStatus::Active => Ok(entry.state),
+        match state.status(Utc::now()) {
+            KeyStatus::Active => Ok(state),
             KeyStatus::Revoked => Err(AuthFailure::Revoked),
             KeyStatus::Expired => Err(AuthFailure::Expired),
         }
     }
 
-    /// Puts a state into the cache unless the cache already holds a newer version.
-    /// Returns the entry that is in the cache afterwards.
-    async fn fill(&self, state: Arc<apikey::State>, fingerprint: Option<[u8; 32]>) -> CachedKey {
+    /// Puts a state into the cache unless the cache already holds a newer version (the
+    /// same version is put again, as freshly read). Returns the entry in the cache
+    /// afterwards.
+    async fn fill(&self, state: Arc<apikey::State>) -> CachedKey {
         let id = state.id;
-        let new = CachedKey { state, fingerprint };
+        let new = CachedKey {
+            state,
+            loaded_at: Instant::now(),
+        };
         let result = self
             .cache
             .entry(id)
             .and_compute_with(|existing| {
                 let op = match existing {
                     Some(e) if e.value().state.version > new.state.version => Op::Nop,
-                    Some(e) => Op::Put(CachedKey {
-                        // The secret never changes: keep what argon2 already proved.
-                        fingerprint: new.fingerprint.or(e.value().fingerprint),
-                        state: new.state.clone(),
-                    }),
-                    None => Op::Put(new.clone()),
+                    _ => Op::Put(new.clone()),
                 };
                 std::future::ready(op)
             })
@@ -220,37 +273,99 @@ impl Authenticator {
         }
     }
 
-    async fn remember_fingerprint(&self, id: KeyId, version: u64, fingerprint: [u8; 32]) {
-        self.cache
-            .entry(id)
-            .and_compute_with(|existing| {
-                let op = match existing {
-                    Some(e) if e.value().state.version >= version => Op::Put(CachedKey {
-                        state: e.value().state.clone(),
-                        fingerprint: Some(fingerprint),
-                    }),
-                    _ => Op::Nop,
-                };
-                std::future::ready(op)
-            })
-            .await;
+    /// Reads a key from the store into the cache; on a failure the entry is dropped, so
+    /// the next request reads the store (fail closed). Returns the version read.
+    async fn reload(&self, id: KeyId) -> Option<u64> {
+        match self.keys.load_key(id).await {
+            Ok(Some(state)) => {
+                let version = state.version;
+                self.fill(Arc::new(state)).await;
+                Some(version)
+            }
+            Ok(None) => {
+                self.cache.invalidate(&id).await;
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, key_id = %id, "cannot reload a cached key");
+                self.cache.invalidate(&id).await;
+                None
+            }
+        }
     }
 
     /// Called after this node changed a key: the cache takes the new state at once, so a
-    /// revocation or scope narrowing is in force before the command's response returns.
+    /// revocation or scope narrowing is in force here before the command's response
+    /// returns, and the change is announced to every other node (which the relay repeats
+    /// from the store, in case this node dies before it gets here).
     pub async fn refresh(&self, id: KeyId) {
-        match self.keys.load_key(id).await {
-            Ok(Some(state)) => {
-                self.fill(Arc::new(state), None).await;
-            }
-            Ok(None) => self.cache.invalidate(&id).await,
-            Err(e) => {
-                // Fail closed: without a fresh state, drop the entry so the next request
-                // reads the store.
-                tracing::warn!(error = %e, key_id = %id, "cannot refresh a cached key");
-                self.cache.invalidate(&id).await;
-            }
+        if let Some(version) = self.reload(id).await {
+            self.bus
+                .publish(RevocationNotice {
+                    key_id: id,
+                    stream_version: version,
+                })
+                .await;
         }
+    }
+
+    /// A notice from the bus: ignored if this node already holds that version or a newer
+    /// one; otherwise the key is read again from the store. A key not cached here is read
+    /// too, so that a fill that started before the change and ends after this notice finds
+    /// a newer entry in place and cannot put the stale state back.
+    pub async fn on_notice(&self, notice: RevocationNotice) {
+        metrics::counter!("keyledger_bus_notices_received_total").increment(1);
+        self.unknown.invalidate(&notice.key_id).await;
+        if let Some(entry) = self.cache.get(&notice.key_id).await
+            && entry.state.version >= notice.stream_version
+        {
+            return;
+        }
+        self.reload(notice.key_id).await;
+    }
+
+    /// Drops every cached state (kept: the argon2-proven fingerprints).
+    pub fn reset(&self) {
+        metrics::counter!("keyledger_key_cache_resets_total").increment(1);
+        self.cache.invalidate_all();
+        self.unknown.invalidate_all();
+    }
+
+    /// Follows the bus for ever: notices update the cache, resets drop it.
+    pub fn listen(&self) -> tokio::task::JoinHandle<()> {
+        let auth = self.clone();
+        tokio::spawn(async move {
+            let mut health = auth.bus.health();
+            let mut resets = health.borrow_and_update().resets;
+            loop {
+                let mut notices = auth.bus.port().subscribe();
+                loop {
+                    tokio::select! {
+                        notice = notices.next() => match notice {
+                            Some(n) => {
+                                // Each reload is a store read: do them side by side.
+                                let auth = auth.clone();
+                                tokio::spawn(async move { auth.on_notice(n).await });
+                            }
+                            None => break,
+                        },
+                        changed = health.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                            let now = health.borrow_and_update().resets;
+                            if now != resets {
+                                resets = now;
+                                tracing::info!("revocation bus reset: dropping the key cache");
+                                auth.reset();
+                            }
+                        }
+                    }
+                }
+                tracing::warn!("revocation bus subscription ended; subscribing again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
     }
 }
 

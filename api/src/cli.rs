@@ -20,7 +20,9 @@ use projections::{Projector, rebuild as rebuild_projection};
 use tracing_subscriber::EnvFilter;
 
 use crate::app::{App, AppState, app};
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, CacheConfig};
+use crate::bus::Bus;
+use crate::bus::relay::RevocationRelay;
 use crate::config::{ServeConfig, StoreConfig};
 use crate::ratelimit::RateLimits;
 use crate::usage::{RecorderConfig, UsageRecorder};
@@ -378,16 +380,59 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         bootstrap(&keys, environment).await?;
     }
 
+    if cfg.cache_ttl_seconds == 0 {
+        anyhow::bail!("KEYLEDGER_CACHE_TTL_SECONDS: must be at least 1");
+    }
+    let ttl = Duration::from_secs(cfg.cache_ttl_seconds);
+    let bus = match &cfg.nats_url {
+        None => Bus::in_process(),
+        Some(url) => {
+            if !crate::bus::valid_subject_prefix(&cfg.nats_subject_prefix) {
+                anyhow::bail!(
+                    "KEYLEDGER_NATS_SUBJECT_PREFIX: {:?} is not a NATS subject prefix (dot-separated letters, digits, - and _)",
+                    cfg.nats_subject_prefix
+                );
+            }
+            // A dead connection must be noticed well within the TTL: ping a few times per
+            // TTL (NATS gives up on a connection after two unanswered pings).
+            let ping = (ttl / 4).clamp(Duration::from_millis(500), Duration::from_secs(10));
+            Bus::nats(url, &cfg.nats_subject_prefix, ping)
+                .await
+                .map_err(|e| anyhow::anyhow!("KEYLEDGER_NATS_URL: {e}"))?
+        }
+    };
+    tracing::info!(bus = bus.kind(), "revocation bus");
+
+    // Every projector runs on every node, but on Postgres only the node holding the
+    // projection's advisory lock projects; the others follow its checkpoint.
     let projectors = projections()
         .into_iter()
         .map(|p| Projector::new(stores.read_db.clone(), stores.events.clone(), p).spawn())
         .collect();
+    // The relay announces every key change from the store (the reliable path; commands
+    // also announce their own changes at once).
+    crate::bus::relay::start_at_head(&stores.read_db, stores.events.as_ref())
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("KEYLEDGER_DATABASE_URL: cannot start the revocation relay: {e}")
+        })?;
+    let relay = Projector::new(
+        stores.read_db.clone(),
+        stores.events.clone(),
+        Arc::new(RevocationRelay::new(bus.port())),
+    )
+    .spawn();
     let auth = Authenticator::new(
         keys.clone(),
         environment,
-        100_000,
-        Duration::from_secs(cfg.cache_ttl_seconds),
+        CacheConfig {
+            capacity: 100_000,
+            ttl,
+            healthy_ttl: Duration::from_secs(cfg.cache_healthy_ttl_seconds).max(ttl),
+        },
+        bus,
     );
+    let listener_task = auth.listen();
     crate::metrics::install();
     let (usage, usage_task) = UsageRecorder::start(
         stores.events.clone(),
@@ -430,6 +475,8 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     {
         tracing::error!("usage writer did not drain within 30 s");
     }
+    listener_task.abort();
+    relay.stop();
     tracing::info!("stopped");
     Ok(())
 }

@@ -44,6 +44,15 @@ pub struct ServeConfig {
     #[arg(long, env = "KEYLEDGER_NATS_URL")]
     pub nats_url: Option<String>,
 
+    /// The first tokens of the bus's NATS subjects (`<prefix>.keys.changed`); nodes of one
+    /// cluster must share it.
+    #[arg(
+        long,
+        env = "KEYLEDGER_NATS_SUBJECT_PREFIX",
+        default_value = "keyledger"
+    )]
+    pub nats_subject_prefix: String,
+
     /// Which keys this server accepts: `live` or `test`.
     #[arg(long, env = "KEYLEDGER_ENVIRONMENT", default_value = "live", value_parser = ["live", "test"])]
     pub environment: String,
@@ -52,9 +61,20 @@ pub struct ServeConfig {
     #[arg(long, env = "KEYLEDGER_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
     pub trusted_proxies: Vec<IpNet>,
 
-    /// The longest a node trusts a cached key state without re-reading the store (s).
+    /// The longest a node trusts a cached key state without re-reading the store while
+    /// the revocation bus is down (s): the bound on how late a change takes effect when
+    /// no notice can reach this node.
     #[arg(long, env = "KEYLEDGER_CACHE_TTL_SECONDS", default_value_t = 30)]
     pub cache_ttl_seconds: u64,
+
+    /// The longest a node trusts a cached key state while the revocation bus is
+    /// connected (s); never less than `KEYLEDGER_CACHE_TTL_SECONDS`.
+    #[arg(
+        long,
+        env = "KEYLEDGER_CACHE_HEALTHY_TTL_SECONDS",
+        default_value_t = 300
+    )]
+    pub cache_healthy_ttl_seconds: u64,
 
     /// The most usage events appended in one transaction (group commit).
     #[arg(long, env = "KEYLEDGER_USAGE_BATCH_SIZE", default_value_t = 256)]

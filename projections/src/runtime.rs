@@ -46,6 +46,10 @@ pub enum ProjectionError {
         /// Why.
         reason: String,
     },
+    /// Where a projection sends its output (e.g. the revocation bus) refused an event:
+    /// the batch is rolled back and retried from the checkpoint.
+    #[error("projection output unavailable: {0}")]
+    Sink(String),
     /// Someone else moved this projection's checkpoint (a rebuild, or a second
     /// projector): the batch was rolled back and the projector resumes from the stored
     /// checkpoint.

@@ -22,15 +22,17 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// Readiness: the event store and the read-model database answer.
-#[utoipa::path(get, path = "/readyz", tag = "platform", responses((status = 200, description = "ready"), (status = 503, description = "a store is down")))]
+/// Readiness: the event store and the read-model database answer, and the revocation bus
+/// is connected.
+#[utoipa::path(get, path = "/readyz", tag = "platform", responses((status = 200, description = "ready"), (status = 503, description = "a store or the bus is down")))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let store_ok = state.0.store.head_position().await.is_ok();
     let db_ok = sqlx::query("SELECT 1")
         .execute(state.0.read_db.pool())
         .await
         .is_ok();
-    let status = if store_ok && db_ok {
+    let bus_ok = state.0.auth.bus().is_connected();
+    let status = if store_ok && db_ok && bus_ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -41,6 +43,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             "status": if status == StatusCode::OK { "ready" } else { "unavailable" },
             "event_store": if store_ok { "up" } else { "down" },
             "read_models": if db_ok { "up" } else { "down" },
+            "bus": if bus_ok { "up" } else { "down" },
         })),
     )
 }
