@@ -86,6 +86,7 @@ pub fn app(state: AppState) -> Router {
         Router::new()
             .merge(routes::keys::router())
             .merge(routes::audit::router())
+            .merge(routes::data::router())
             .route_layer(middleware::from_fn_with_state(
                 state.clone(),
                 crate::auth_layer::authenticate,

@@ -1,6 +1,7 @@
 //! Route modules; each exposes `fn router() -> Router<AppState>`.
 
 pub mod audit;
+pub mod data;
 pub mod keys;
 pub mod platform;
 

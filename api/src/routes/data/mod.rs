@@ -1,0 +1,256 @@
+//! The data API integrators use: work orders, assets and locations of one organisation.
+//!
+//! These resources are plain tables in the read-model database (`api/migrations/*/301_data.sql`),
+//! written directly by the handlers: they are not event-sourced. Every query filters on
+//! the caller's organisation, so another tenant's rows answer 404 (or 422 when named as a
+//! reference in a body). Lists page newest first with the shared opaque cursor
+//! ([`projections::page`]), exactly like the key list.
+//!
+//! Scopes (`work-orders:read|write`, `assets:read|write`, `locations:read`) are enforced
+//! by the auth layer from [`crate::access`]; the handlers check them again (harmless).
+
+pub mod assets;
+pub mod work_orders;
+
+use axum::Router;
+use axum::extract::Query;
+use axum::extract::rejection::QueryRejection;
+use axum::routing::get;
+use chrono::{DateTime, SecondsFormat, Utc};
+use projections::ReadDb;
+use projections::page::{Cursor, DEFAULT_LIMIT, Page, valid_limit};
+use serde::Deserialize;
+use sqlx::any::AnyRow;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// The data API's routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/organizations/{org}/work-orders",
+            get(work_orders::list_work_orders).post(work_orders::create_work_order),
+        )
+        .route(
+            "/organizations/{org}/work-orders/{id}",
+            get(work_orders::get_work_order).patch(work_orders::update_work_order),
+        )
+        .route(
+            "/organizations/{org}/assets",
+            get(assets::list_assets).post(assets::create_asset),
+        )
+        .route(
+            "/organizations/{org}/locations",
+            get(assets::list_locations),
+        )
+}
+
+/// A timestamp as stored: RFC 3339 UTC with six fractional digits and a `Z`, so that text
+/// order is time order on both back ends.
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// A fresh, time-ordered id.
+fn new_id() -> String {
+    Uuid::now_v7().hyphenated().to_string()
+}
+
+/// An id from a path: anything that is not a UUID cannot exist (404).
+fn path_id(raw: &str) -> Result<String, ApiError> {
+    Uuid::parse_str(raw)
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| ApiError::NotFound)
+}
+
+/// An id named in a body (`asset_id`, `location_id`): 422 naming the field unless it is a
+/// UUID.
+fn body_id(field: &str, raw: &str) -> Result<String, ApiError> {
+    Uuid::parse_str(raw)
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| ApiError::field(field, "is not an id (expected a UUID)"))
+}
+
+/// A read-model database failure: 503 when the database is unreachable or the pool is
+/// exhausted, else 500 (the cause is logged, never shown).
+fn db_error(e: sqlx::Error) -> ApiError {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            ApiError::Unavailable(e.to_string())
+        }
+        other => ApiError::Internal(format!("read-model database: {other}")),
+    }
+}
+
+/// A column of a row (500 if the stored row does not have the expected shape).
+fn col<'r, T>(row: &'r AnyRow, name: &str) -> Result<T, ApiError>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    sqlx::Row::try_get(row, name)
+        .map_err(|e| ApiError::Internal(format!("data API row, column {name}: {e}")))
+}
+
+/// Checks a text field's length in characters (after trimming) and returns it trimmed.
+fn text_field(
+    field: &str,
+    raw: &str,
+    max: usize,
+    errors: &mut Vec<crate::error::FieldError>,
+) -> Option<String> {
+    let trimmed = raw.trim();
+    let n = trimmed.chars().count();
+    if n == 0 {
+        errors.push(crate::error::FieldError::new(field, "must not be empty"));
+        None
+    } else if n > max {
+        errors.push(crate::error::FieldError::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+        None
+    } else {
+        Some(trimmed.to_owned())
+    }
+}
+
+/// `?limit=&cursor=` of the asset and location lists.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// 1 to 100, default 50.
+    pub limit: Option<String>,
+    /// From the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+/// Reads a query string, naming the offending parameter on failure (422).
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(q)| q)
+        .map_err(|e| ApiError::field("query", e.body_text()))
+}
+
+/// A page request, validated: the size and where the previous page ended.
+struct PageRequest {
+    limit: u32,
+    after: Option<Cursor>,
+}
+
+impl PageRequest {
+    /// `limit` 1 to 100 (default 50) and a cursor made by this list: else 422 naming
+    /// `limit` or `cursor`.
+    fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<Self, ApiError> {
+        let limit = match limit {
+            None | Some("") => DEFAULT_LIMIT,
+            Some(raw) => match raw.parse::<u32>() {
+                Ok(n) if valid_limit(n) => n,
+                _ => return Err(ApiError::field("limit", "must be an integer from 1 to 100")),
+            },
+        };
+        let after = match cursor {
+            None | Some("") => None,
+            Some(text) => Some(decode_cursor(text).ok_or_else(|| {
+                ApiError::field("cursor", "is not a cursor from a previous page")
+            })?),
+        };
+        Ok(Self { limit, after })
+    }
+}
+
+/// A cursor of these lists: a stored timestamp and a UUID, both put back in canonical
+/// form so that they compare like the stored values.
+fn decode_cursor(text: &str) -> Option<Cursor> {
+    let cursor = Cursor::decode(text).ok()?;
+    let at = DateTime::parse_from_rfc3339(&cursor.sort_key)
+        .ok()?
+        .with_timezone(&Utc);
+    let id = Uuid::parse_str(&cursor.id).ok()?;
+    Some(Cursor::new(timestamp(at), id.hyphenated().to_string()))
+}
+
+/// One page of `{select} WHERE org_id = $1 [AND {filter} = $2]` (`select` being
+/// `SELECT columns FROM table`), newest first (`created_at DESC, id DESC`), resuming
+/// strictly after the cursor.
+///
+/// `select` and the filter's column are constants of the callers; every value is a bind.
+async fn list_page<T>(
+    db: &ReadDb,
+    select: &'static str,
+    org: String,
+    filter: Option<(&'static str, String)>,
+    page: PageRequest,
+    row: impl Fn(&AnyRow) -> Result<T, ApiError>,
+    cursor_of: impl Fn(&T) -> Cursor,
+) -> Result<Page<T>, ApiError> {
+    let mut sql = format!("{select} WHERE org_id = $1");
+    let mut binds = vec![org];
+    if let Some((column, value)) = filter {
+        binds.push(value);
+        sql.push_str(&format!(" AND {column} = ${}", binds.len()));
+    }
+    if let Some(after) = page.after {
+        binds.push(after.sort_key);
+        let at = binds.len();
+        binds.push(after.id);
+        let id = binds.len();
+        sql.push_str(&format!(
+            " AND (created_at < ${at} OR (created_at = ${at} AND id < ${id}))"
+        ));
+    }
+    sql.push_str(&format!(
+        " ORDER BY created_at DESC, id DESC LIMIT ${}",
+        binds.len() + 1
+    ));
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for value in binds {
+        q = q.bind(value);
+    }
+    // One more than asked tells whether there is a next page.
+    let rows = q
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(db.pool())
+        .await
+        .map_err(db_error)?;
+    let items = rows.iter().map(row).collect::<Result<Vec<_>, _>>()?;
+    Ok(Page::from_overfetch(items, page.limit, cursor_of))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn it_should_refuse_limits_outside_1_to_100() {
+        for bad in ["0", "101", "-1", "ten"] {
+            assert!(PageRequest::parse(Some(bad), None).is_err(), "{bad}");
+        }
+        assert_eq!(PageRequest::parse(Some("100"), None).unwrap().limit, 100);
+        assert_eq!(PageRequest::parse(None, None).unwrap().limit, DEFAULT_LIMIT);
+    }
+
+    #[test]
+    fn it_should_put_a_cursor_back_in_canonical_form() {
+        let id = Uuid::now_v7();
+        let text = Cursor::new("2026-01-02T03:04:05.1Z", id.simple().to_string()).encode();
+        let cursor = decode_cursor(&text).unwrap();
+        assert_eq!(cursor.sort_key, "2026-01-02T03:04:05.100000Z");
+        assert_eq!(cursor.id, id.hyphenated().to_string());
+        assert!(decode_cursor(&Cursor::new("yesterday", id.to_string()).encode()).is_none());
+        assert!(decode_cursor(&Cursor::new("2026-01-02T03:04:05Z", "x").encode()).is_none());
+    }
+
+    #[test]
+    fn it_should_trim_text_and_count_characters_not_bytes() {
+        let mut errors = Vec::new();
+        assert_eq!(
+            text_field("title", "  é  ", 1, &mut errors).as_deref(),
+            Some("é")
+        );
+        assert!(text_field("title", "   ", 200, &mut errors).is_none());
+        assert!(text_field("title", &"x".repeat(201), 200, &mut errors).is_none());
+        assert_eq!(errors.len(), 2);
+        assert_eq!(errors[0].field, "title");
+    }
+}
