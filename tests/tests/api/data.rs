@@ -213,6 +213,27 @@ async fn the_seeds_flow(backend: Backend) {
     assert_eq!(reopened["description"], Value::Null);
     assert_eq!(reopened["title"], "Fixed?");
     assert_eq!(reopened["priority"], "Critical");
+
+    // The OpenAPI document describes the data API.
+    let (status, doc) = call(c.get(app.url("/openapi.json"))).await;
+    assert_eq!(status, StatusCode::OK);
+    for path in [
+        "/organizations/{org}/work-orders",
+        "/organizations/{org}/work-orders/{id}",
+        "/organizations/{org}/assets",
+        "/organizations/{org}/locations",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} not in /openapi.json"
+        );
+    }
+    assert!(
+        doc["paths"]["/organizations/{org}/work-orders/{id}"]
+            .get("patch")
+            .is_some()
+    );
+    assert!(doc["components"]["schemas"].get("WorkOrder").is_some());
 }
 
 async fn assets_and_locations(backend: Backend) {
