@@ -2,10 +2,13 @@
 //!
 //! `cargo run --release -p bench -- store [--backend sqlite|postgres|all]` measures the
 //! event store adapters side by side: appends of one event, batched appends of 100
-//! events, and `read_all` throughput. Postgres comes from `KEYLEDGER_BENCH_POSTGRES_URL`
+//! events, and `read_all` throughput. `... -- replay [--backend ..] [--events N]
+//! [--batch B]` measures audit replays (see `replay.rs`). Postgres comes from `KEYLEDGER_BENCH_POSTGRES_URL`
 //! (default `postgres://postgres@127.0.0.1:5432/postgres`); each run creates a fresh
 //! database and drops it at the end. SQLite uses a temp file.
 #![forbid(unsafe_code)]
+
+mod replay;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,7 +62,15 @@ async fn main() -> Result<()> {
     let mut backends = vec![Backend::Sqlite, Backend::Postgres];
     match args.first().map(String::as_str) {
         Some("store") => {}
-        _ => bail!("usage: bench store [--backend sqlite|postgres|all]"),
+        Some("replay") => {
+            let rows = replay::run(&args[1..]).await?;
+            print_rows(&rows);
+            return Ok(());
+        }
+        _ => bail!(
+            "usage: bench store [--backend sqlite|postgres|all] | \
+             bench replay [--backend ..] [--events N] [--batch B]"
+        ),
     }
     let mut rest = args[1..].iter();
     while let Some(arg) = rest.next() {
@@ -81,10 +92,15 @@ async fn main() -> Result<()> {
         eprintln!("== {}", backend.name());
         rows.extend(run_backend(backend).await?);
     }
+    print_rows(&rows);
+    Ok(())
+}
+
+fn print_rows(rows: &[Row]) {
     println!();
     println!("| backend | case | events | seconds | events/s |");
     println!("| --- | --- | ---: | ---: | ---: |");
-    for row in &rows {
+    for row in rows {
         println!(
             "| {} | {} | {} | {:.2} | {:.0} |",
             row.backend,
@@ -94,7 +110,6 @@ async fn main() -> Result<()> {
             row.per_second()
         );
     }
-    Ok(())
 }
 
 async fn run_backend(backend: Backend) -> Result<Vec<Row>> {
