@@ -82,15 +82,15 @@ pub fn app(state: AppState) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
     // Every route that needs a key sits behind the auth layer. It is a `route_layer`: it
     // runs only for matched routes, after routing, so it knows the route template.
-    let protected =
-        Router::new()
-            .merge(routes::keys::router())
-            .merge(routes::audit::router())
-            .merge(routes::data::router())
-            .route_layer(middleware::from_fn_with_state(
-                state.clone(),
-                crate::auth_layer::authenticate,
-            ));
+    let protected = Router::new()
+        .merge(routes::keys::router())
+        .merge(routes::usage::router())
+        .merge(routes::audit::router())
+        .merge(routes::data::router())
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth_layer::authenticate,
+        ));
     Router::new()
         .merge(routes::platform::router())
         .merge(crate::openapi::router())

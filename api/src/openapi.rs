@@ -8,7 +8,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::app::AppState;
 use crate::error::{FieldError, Problem};
-use crate::routes::{keys, platform};
+use crate::routes::{keys, platform, usage};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -24,6 +24,9 @@ use crate::routes::{keys, platform};
         keys::revoke_key,
         keys::delete_key,
         keys::rotate_key,
+        usage::key_usage,
+        usage::org_usage,
+        usage::whoami,
         crate::routes::audit::key_events,
         crate::routes::data::work_orders::list_work_orders,
         crate::routes::data::work_orders::create_work_order,
@@ -45,6 +48,14 @@ use crate::routes::{keys, platform};
         keys::KeyPage,
         keys::KeyDetails,
         keys::UsageSummary,
+        usage::UsageCountsView,
+        usage::UsageTotalsView,
+        usage::BucketView,
+        usage::RouteUsageView,
+        usage::KeyUsageResponse,
+        usage::OrgUsageResponse,
+        usage::RateLimitView,
+        usage::WhoAmI,
         crate::routes::data::work_orders::CreateWorkOrderRequest,
         crate::routes::data::work_orders::UpdateWorkOrderRequest,
         crate::routes::data::work_orders::WorkOrder,
@@ -58,7 +69,7 @@ use crate::routes::{keys, platform};
         crate::routes::data::assets::LocationPage,
     )),
     modifiers(&BearerAuth),
-    tags((name = "api-keys", description = "Manage keys"), (name = "platform", description = "Health"))
+    tags((name = "api-keys", description = "Manage keys"), (name = "usage", description = "Usage analytics and the calling key"), (name = "platform", description = "Health"))
 )]
 pub struct ApiDoc;
 

@@ -190,8 +190,8 @@ pub struct UsageSummary {
     pub rate_limited_calls: i64,
     pub success_rate: Option<f64>,
     pub last_used_at: Option<String>,
-    /// Per route template; filled by the usage read model.
-    pub by_route: Vec<serde_json::Value>,
+    /// Per method and route template, busiest first.
+    pub by_route: Vec<crate::routes::usage::RouteUsageView>,
 }
 
 /// A key's details (never its secret or hash).
@@ -634,7 +634,13 @@ pub async fn get_key(
         .get(org_id, id, Utc::now())
         .await?
         .ok_or(ApiError::NotFound)?;
-    let details = KeyDetails::from(row);
+    let mut details = KeyDetails::from(row);
+    details.usage.by_route = projections::UsageQueries::new(state.0.read_db.clone())
+        .by_route(org_id, id)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
     Ok(([etag(details.version)], Json(details)).into_response())
 }
 

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod data;
 pub mod keys;
 pub mod platform;
+pub mod usage;
 
 use axum::http::{HeaderMap, HeaderValue, header};
 

@@ -10,3 +10,4 @@ mod helpers;
 mod hotpath;
 mod keys;
 mod platform;
+mod usage;
