@@ -90,7 +90,34 @@ impl Modify for BearerAuth {
     }
 }
 
-/// `GET /openapi.json` and `GET /docs`.
+/// Where the Swagger UI's assets are served (inside the binary).
+const UI_PATH: &str = "/swagger-ui";
+
+/// `GET /openapi.json`, and `GET /docs`: the interactive page, answered directly (200,
+/// not a redirect) with its assets under `/swagger-ui/`.
 pub fn router() -> Router<AppState> {
-    Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+    let ui = SwaggerUi::new(UI_PATH).url("/openapi.json", ApiDoc::openapi());
+    Router::new()
+        .merge(ui)
+        .route("/docs", axum::routing::get(docs))
+        .route("/docs/", axum::routing::get(docs))
+}
+
+/// The Swagger UI page, with a `<base>` so its relative asset links resolve under
+/// `/swagger-ui/`.
+async fn docs() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let config = std::sync::Arc::new(utoipa_swagger_ui::Config::from("/openapi.json"));
+    match utoipa_swagger_ui::serve("index.html", config) {
+        Ok(Some(file)) => {
+            let html = String::from_utf8_lossy(&file.bytes).replacen(
+                "<head>",
+                &format!("<head><base href=\"{UI_PATH}/\">"),
+                1,
+            );
+            axum::response::Html(html).into_response()
+        }
+        _ => crate::error::ApiError::Internal("the Swagger UI page is missing".into())
+            .into_response(),
+    }
 }

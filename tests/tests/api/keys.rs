@@ -686,7 +686,12 @@ async fn openapi_and_docs(backend: Backend) {
     assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
     assert!(spec["paths"]["/organizations/{org}/api-keys"]["post"].is_object());
     assert!(spec["paths"]["/organizations/{org}/api-keys/{id}/rotate"]["post"].is_object());
-    let docs = app.client.get(app.url("/docs/")).send().await.unwrap();
+    // /docs answers 200 itself (no redirect), and its assets come from the binary.
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let docs = no_redirect.get(app.url("/docs")).send().await.unwrap();
     assert_eq!(docs.status(), StatusCode::OK);
     let html = docs.text().await.unwrap();
     assert!(html.to_lowercase().contains("swagger"));
@@ -694,6 +699,14 @@ async fn openapi_and_docs(backend: Backend) {
         !html.contains("cdn."),
         "docs must not load assets from a CDN"
     );
+    for asset in [
+        "/swagger-ui/swagger-ui.css",
+        "/swagger-ui/swagger-ui-bundle.js",
+        "/swagger-ui/swagger-initializer.js",
+    ] {
+        let res = app.client.get(app.url(asset)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{asset}");
+    }
 }
 
 #[tokio::test]
