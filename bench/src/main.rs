@@ -3,11 +3,13 @@
 //! `cargo run --release -p bench -- store [--backend sqlite|postgres|all]` measures the
 //! event store adapters side by side: appends of one event, batched appends of 100
 //! events, and `read_all` throughput. `... -- replay [--backend ..] [--events N]
-//! [--batch B]` measures audit replays (see `replay.rs`). Postgres comes from `KEYLEDGER_BENCH_POSTGRES_URL`
+//! [--batch B]` measures audit replays (see `replay.rs`). `... -- propagation [--keys N]`
+//! measures how fast a revocation on one node reaches another (see `propagation.rs`). Postgres comes from `KEYLEDGER_BENCH_POSTGRES_URL`
 //! (default `postgres://postgres@127.0.0.1:5432/postgres`); each run creates a fresh
 //! database and drops it at the end. SQLite uses a temp file.
 #![forbid(unsafe_code)]
 
+mod propagation;
 mod replay;
 
 use std::sync::Arc;
@@ -62,6 +64,7 @@ async fn main() -> Result<()> {
     let mut backends = vec![Backend::Sqlite, Backend::Postgres];
     match args.first().map(String::as_str) {
         Some("store") => {}
+        Some("propagation") => return propagation::run(&args[1..]).await,
         Some("replay") => {
             let rows = replay::run(&args[1..]).await?;
             print_rows(&rows);
@@ -69,7 +72,8 @@ async fn main() -> Result<()> {
         }
         _ => bail!(
             "usage: bench store [--backend sqlite|postgres|all] | \
-             bench replay [--backend ..] [--events N] [--batch B]"
+             bench replay [--backend ..] [--events N] [--batch B] | \
+             bench propagation [--keys N] [--bin PATH]"
         ),
     }
     let mut rest = args[1..].iter();
