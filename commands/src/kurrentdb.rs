@@ -480,7 +480,10 @@ pub fn describe_error(error: &::kurrentdb::Error) -> String {
                 leader.host, leader.port
             )
         }
-        E::GrpcConnectionError(inner) => format!("cannot connect: {inner}"),
+        E::GrpcConnectionError(inner) => format!(
+            "cannot connect (is the node up, and do the URL's TLS settings match it? \
+             `?tls=false` for an insecure node): {inner}"
+        ),
         E::UnsupportedFeature => "the server does not support this operation (EventStoreDB \
                                   22.6 or later, or KurrentDB, is needed)"
             .into(),
@@ -950,9 +953,9 @@ async fn next_event(
                     }
                 }
             }
-            Ok(SubscriptionEvent::Confirmed(_)) | Ok(SubscriptionEvent::CaughtUp(_)) => {
-                state.failures = 0;
-            }
+            // Not on `Confirmed`: a server that confirms and then drops the subscription
+            // at once must still see the backoff grow.
+            Ok(SubscriptionEvent::CaughtUp(_)) => state.failures = 0,
             Ok(_) => {}
             Err(error) if is_transient(&error) => {
                 state.subscription = None;
