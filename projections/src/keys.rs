@@ -47,6 +47,10 @@ impl Projection for KeyListProjection {
         &[TABLE]
     }
 
+    fn handles(&self, event: &RecordedEvent) -> bool {
+        matches!(StreamId::parse(&event.stream), Some(StreamId::ApiKey(_)))
+    }
+
     async fn apply(
         &self,
         conn: &mut AnyConnection,

@@ -34,6 +34,13 @@ impl Projection for OrganizationsProjection {
         &[TABLE]
     }
 
+    fn handles(&self, event: &RecordedEvent) -> bool {
+        matches!(
+            StreamId::parse(&event.stream),
+            Some(StreamId::Organization(_))
+        )
+    }
+
     async fn apply(
         &self,
         conn: &mut AnyConnection,

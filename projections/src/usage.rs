@@ -73,6 +73,13 @@ impl Projection for UsageProjection {
         &[KEY_USAGE, ROUTES, SERIES]
     }
 
+    fn handles(&self, event: &RecordedEvent) -> bool {
+        matches!(
+            StreamId::parse(&event.stream),
+            Some(StreamId::ApiKeyUsage(_))
+        )
+    }
+
     async fn apply(
         &self,
         conn: &mut AnyConnection,

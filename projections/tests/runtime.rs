@@ -334,3 +334,66 @@ async fn postgres_leadership_hand_over() {
         it_should_hand_over_leadership_when_the_leader_dies(env).await;
     }
 }
+
+/// Counts only `Gamma` events: most batches hold nothing for it.
+struct GammaOnly;
+
+#[async_trait]
+impl Projection for GammaOnly {
+    fn name(&self) -> &'static str {
+        "test_counts"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["test_counts"]
+    }
+
+    fn handles(&self, event: &RecordedEvent) -> bool {
+        event.event_type == "Gamma"
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut AnyConnection,
+        event: &RecordedEvent,
+    ) -> Result<(), ProjectionError> {
+        CountingProjection.apply(conn, event).await
+    }
+}
+
+async fn it_should_move_the_checkpoint_past_batches_it_does_not_handle(env: Env) {
+    // Arrange: a projector that handles a third of the events, fed one event per batch
+    // so that most batches hold nothing for it.
+    let projector =
+        Projector::new(env.db.clone(), env.store.clone(), Arc::new(GammaOnly)).with_batch_size(1);
+    let handle = projector.clone().spawn();
+
+    // Act
+    seed(env.store.as_ref(), 300).await;
+
+    // Assert: the position reaches the head at once; the stored checkpoint follows within
+    // the flush interval; nothing is counted twice, across a restart too.
+    assert!(handle.wait_for(300, Duration::from_secs(60)).await);
+    tokio::time::sleep(projections::runtime::CHECKPOINT_FLUSH * 4).await;
+    assert_eq!(checkpoint(&env.db).await, 300);
+    assert_eq!(counts(&env.db).await.1, vec![("Gamma".to_owned(), 100)]);
+    handle.stop();
+    let handle = projector.spawn();
+    seed(env.store.as_ref(), 30).await;
+    assert!(handle.wait_for(330, Duration::from_secs(60)).await);
+    tokio::time::sleep(projections::runtime::CHECKPOINT_FLUSH * 4).await;
+    assert_eq!(counts(&env.db).await.1, vec![("Gamma".to_owned(), 110)]);
+    assert_eq!(checkpoint(&env.db).await, 330);
+}
+
+#[tokio::test]
+async fn sqlite_lazy_checkpoint_for_unhandled_batches() {
+    it_should_move_the_checkpoint_past_batches_it_does_not_handle(sqlite_env().await).await;
+}
+
+#[tokio::test]
+async fn postgres_lazy_checkpoint_for_unhandled_batches() {
+    if let Some(env) = postgres_env().await {
+        it_should_move_the_checkpoint_past_batches_it_does_not_handle(env).await;
+    }
+}

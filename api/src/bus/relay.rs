@@ -57,6 +57,10 @@ impl Projection for RevocationRelay {
         &[]
     }
 
+    fn handles(&self, event: &RecordedEvent) -> bool {
+        notice_for(event).is_some()
+    }
+
     async fn apply(
         &self,
         _conn: &mut AnyConnection,
