@@ -4,6 +4,10 @@
 // Test helpers outside `#[test]` functions panic on purpose: a failed setup is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{Env, postgres_env, sqlite_env};
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +19,7 @@ use domain::events::{
     PlanChanged, SecretHash, UsageEvent,
 };
 use domain::ids::{KeyId, OrgId};
-use domain::store::{EventStore, ExpectedVersion, Metadata, NewEvent};
+use domain::store::{ExpectedVersion, Metadata, NewEvent};
 use domain::token::{self, Environment};
 use domain::values::{AllowedIps, KeyName, OrgName, RateLimit};
 use domain::{Plan, Scope, Scopes};
@@ -28,48 +32,6 @@ use uuid::Uuid;
 
 /// Stands in for an argon2id PHC string; distinctive enough to find anywhere.
 const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$SECRETHASHMARKER0123456789abcdef";
-
-struct Env {
-    store: Arc<dyn EventStore>,
-    db: ReadDb,
-    _dir: Option<tempfile::TempDir>,
-}
-
-async fn sqlite_env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("kl.db").display());
-    env_at(&url, Some(dir)).await
-}
-
-async fn postgres_env() -> Option<Env> {
-    let admin = match std::env::var("KEYLEDGER_TEST_POSTGRES_URL") {
-        Ok(u) if !u.is_empty() => u,
-        _ => {
-            eprintln!("KEYLEDGER_TEST_POSTGRES_URL is unset: skipping a Postgres test");
-            return None;
-        }
-    };
-    let pool = sqlx::PgPool::connect(&admin)
-        .await
-        .expect("KEYLEDGER_TEST_POSTGRES_URL is set but unreachable");
-    let name = format!("kl_test_{}", Uuid::now_v7().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&pool)
-        .await
-        .unwrap();
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-    Some(env_at(&format!("{base}/{name}"), None).await)
-}
-
-async fn env_at(url: &str, dir: Option<tempfile::TempDir>) -> Env {
-    let store = commands::open_event_store(url).await.unwrap();
-    let db = ReadDb::connect(url).await.unwrap();
-    Env {
-        store,
-        db,
-        _dir: dir,
-    }
-}
 
 impl Env {
     fn keys(&self) -> KeyQueries {

@@ -4,6 +4,10 @@
 // Test helpers outside `#[test]` functions panic on purpose: a failed setup is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::Env;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,54 +48,22 @@ impl Projection for CountingProjection {
     }
 }
 
-struct Env {
-    store: Arc<dyn EventStore>,
-    db: ReadDb,
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-}
-
 async fn sqlite_env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("kl.db").display());
-    env_at(&url, Some(dir)).await
+    with_counts_table(common::sqlite_env().await).await
 }
 
 async fn postgres_env() -> Option<Env> {
-    let admin = match std::env::var("KEYLEDGER_TEST_POSTGRES_URL") {
-        Ok(u) if !u.is_empty() => u,
-        _ => {
-            eprintln!("KEYLEDGER_TEST_POSTGRES_URL is unset: skipping a Postgres test");
-            return None;
-        }
-    };
-    let pool = sqlx::PgPool::connect(&admin)
-        .await
-        .expect("KEYLEDGER_TEST_POSTGRES_URL is set but unreachable");
-    let name = format!("kl_test_{}", Uuid::now_v7().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&pool)
-        .await
-        .unwrap();
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-    Some(env_at(&format!("{base}/{name}"), None).await)
+    Some(with_counts_table(common::postgres_env().await?).await)
 }
 
-async fn env_at(url: &str, dir: Option<tempfile::TempDir>) -> Env {
-    let store = commands::open_event_store(url).await.unwrap();
-    let db = ReadDb::connect(url).await.unwrap();
+async fn with_counts_table(env: Env) -> Env {
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS test_counts (event_type TEXT PRIMARY KEY, n BIGINT NOT NULL)",
     )
-    .execute(db.pool())
+    .execute(env.db.pool())
     .await
     .unwrap();
-    Env {
-        store,
-        db,
-        url: url.to_owned(),
-        _dir: dir,
-    }
+    env
 }
 
 /// Appends `n` events over 10 streams, three event types, in batches of 100.
