@@ -186,6 +186,23 @@ fn start(
 }
 
 impl TestApp {
+    /// Sends SIGTERM (a graceful shutdown) and waits up to `timeout` for the process to
+    /// exit; returns whether it exited successfully.
+    pub fn terminate(&mut self, timeout: Duration) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => return false,
+            }
+        }
+    }
+
     /// The root key and organisation printed by the bootstrap of an empty store.
     pub fn bootstrap(&self) -> (String, String) {
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -280,3 +280,61 @@ async fn a_live_key_on_a_test_server_is_refused_saying_so() {
         "{problem}"
     );
 }
+
+/// In async mode responses do not wait for their usage events; a graceful shutdown must
+/// still write every one of them before the process exits.
+async fn shutdown_drains_the_usage_writer(backend: Backend) {
+    // Arrange: batches that fill slowly (up to 5 s), responses that do not wait.
+    let mut app = spawn_app_with(
+        backend,
+        &[
+            ("KEYLEDGER_USAGE_DURABILITY", "async"),
+            ("KEYLEDGER_USAGE_MAX_DELAY_MS", "5000"),
+            ("KEYLEDGER_USAGE_BATCH_SIZE", "1000"),
+        ],
+    )
+    .await;
+    let (org, root) = app.bootstrap();
+    let key = create_key(
+        &app,
+        &org,
+        &root,
+        json!({"name": "drain", "scopes": ["api-keys:read"]}),
+    )
+    .await;
+    let token = key["secret"].as_str().unwrap().to_owned();
+    let id = key["id"].as_str().unwrap().to_owned();
+    for _ in 0..25 {
+        let res = app
+            .client
+            .get(app.url("/whoami"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+
+    // Act: SIGTERM while the batch is still open.
+    let exited = tokio::task::block_in_place(|| app.terminate(std::time::Duration::from_secs(30)));
+
+    // Assert
+    assert!(
+        exited,
+        "keyledger did not exit cleanly:\n{}",
+        app.output_text()
+    );
+    assert_eq!(usage_events(&app, &id).await, 25);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_drains_the_usage_writer_on_sqlite() {
+    shutdown_drains_the_usage_writer(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_drains_the_usage_writer_on_postgres() {
+    if postgres_url().is_some() {
+        shutdown_drains_the_usage_writer(Backend::Postgres).await;
+    }
+}
