@@ -24,7 +24,6 @@
 //! proven by argon2 is remembered apart from the state (`sha256(token)` per key id; a
 //! key's secret never changes), so reloads and resets never cost argon2 again.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,7 +36,7 @@ use commands::keys::KeyService;
 use domain::apikey::{self, KeyStatus};
 use domain::bus::RevocationNotice;
 use domain::ids::{KeyId, OrgId};
-use domain::scope::{Scope, Scopes};
+use domain::scope::Scopes;
 use domain::token::{Environment, Token};
 use futures::StreamExt;
 use moka::future::Cache;
@@ -401,15 +400,6 @@ impl Principal {
         &self.key.scopes
     }
 
-    /// 403 `insufficient_scope` unless the key holds `scope`.
-    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
-        if self.key.scopes.contains(scope) {
-            Ok(())
-        } else {
-            Err(ApiError::InsufficientScope(scope.as_str().to_owned()))
-        }
-    }
-
     /// 404 unless the path's organisation is the key's own: another tenant's resources
     /// are indistinguishable from missing ones.
     pub fn require_org(&self, org: &str) -> Result<OrgId, ApiError> {
@@ -419,51 +409,22 @@ impl Principal {
         }
     }
 
-    /// 403 `ip_not_allowed` unless the client IP is within the key's allowed CIDRs.
-    pub fn require_ip(&self, ip: IpAddr) -> Result<(), ApiError> {
-        if self.key.allowed_ips.permits(ip) {
-            Ok(())
-        } else {
-            Err(ApiError::IpNotAllowed)
-        }
-    }
-
     /// The actor recorded in events this key causes.
     pub fn actor(&self) -> String {
         self.key.id.to_string()
     }
 }
 
-/// The bearer token of a request, if any.
-pub fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
+/// The principal is put in the request by the auth layer (`auth_layer::authenticate`),
+/// which has also checked the IP, the route's scope and the rate limit. A handler that
+/// asks for it on a route outside the layer gets a 500, never an unchecked key.
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(p) = parts.extensions.get::<Principal>() {
-            return Ok(p.clone());
-        }
-        let auth = &state.0.auth;
-        let Some(token) = bearer(parts) else {
-            return Err(ApiError::Unauthenticated(
-                AuthFailure::Missing.detail(auth.environment()),
-            ));
-        };
-        let key = auth
-            .authenticate(token)
-            .await
-            .map_err(|f| ApiError::Unauthenticated(f.detail(auth.environment())))?;
-        let principal = Principal { key };
-        if let Some(ip) = crate::client_ip::client_ip(parts, &state.0.trusted_proxies) {
-            principal.require_ip(ip)?;
-        }
-        parts.extensions.insert(principal.clone());
-        Ok(principal)
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, ApiError> {
+        parts.extensions.get::<Principal>().cloned().ok_or_else(|| {
+            ApiError::Internal("a route that needs a key is not behind the auth layer".into())
+        })
     }
 }
 

@@ -4,13 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::ConnectInfo;
-use axum::http::request::Parts;
 use ipnet::IpNet;
-
-/// The client IP of a request, if the peer address is known.
-pub fn client_ip(parts: &Parts, trusted: &[IpNet]) -> Option<IpAddr> {
-    client_ip_of(&parts.extensions, &parts.headers, trusted)
-}
 
 /// The client IP from a request's extensions (the peer address) and headers.
 pub fn client_ip_of(

@@ -24,7 +24,6 @@ use chrono::{DateTime, Utc};
 use domain::chain::timestamp_text;
 use domain::events::{redact_data, wire};
 use domain::ids::KeyId;
-use domain::scope::Scope;
 use domain::store::{EventStore, RecordedEvent, StoreError};
 use serde::Serialize;
 use serde_json::Value;
@@ -252,7 +251,6 @@ pub async fn key_events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let org_id = principal.require_org(&org)?;
-    principal.require(Scope::API_KEYS_READ)?;
     let key = id.parse::<KeyId>().map_err(|_| ApiError::NotFound)?;
 
     let mut include_usage = false;

@@ -548,7 +548,6 @@ pub async fn create_key(
     AppJson(body): AppJson<serde_json::Value>,
 ) -> Result<Response, ApiError> {
     let org_id = principal.require_org(&org)?;
-    principal.require(Scope::API_KEYS_CREATE)?;
     let request = format!("POST /organizations/{org}/api-keys\n{body}");
     idempotent(&state, &principal, &headers, request, || async {
         let new = from_value::<CreateKeyRequest>(body.clone())?.validate()?;
@@ -586,7 +585,6 @@ pub async fn list_keys(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<KeyPage>, ApiError> {
     let org_id = principal.require_org(&org)?;
-    principal.require(Scope::API_KEYS_READ)?;
     let Query(query) = query.map_err(|e| ApiError::field("query", e.body_text()))?;
     let status =
         match query.status.as_deref() {
@@ -625,7 +623,6 @@ pub async fn get_key(
     Path((org, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let org_id = principal.require_org(&org)?;
-    principal.require(Scope::API_KEYS_READ)?;
     let id = key_id(&id)?;
     state.0.read_your_writes(state.0.last_written()).await;
     let row = state
@@ -661,7 +658,6 @@ pub async fn update_key(
     AppJson(body): AppJson<UpdateKeyRequest>,
 ) -> Result<Response, ApiError> {
     let org_id = principal.require_org(&org)?;
-    principal.require(Scope::API_KEYS_WRITE)?;
     let id = key_id(&id)?;
     let expected = if_match(&headers)?;
     let patch = body.validate()?;
@@ -723,7 +719,6 @@ async fn revoke(
     reason: Option<String>,
 ) -> Result<Response, ApiError> {
     let org_id = principal.require_org(&org)?;
-    principal.require(Scope::API_KEYS_REVOKE)?;
     let id = key_id(&id)?;
     if reason
         .as_ref()
@@ -762,7 +757,6 @@ pub async fn rotate_key(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let org_id = principal.require_org(&org)?;
-    principal.require(Scope::API_KEYS_CREATE)?;
     let id = key_id(&id)?;
     let request: RotateKeyRequest = optional_body(&headers, &body)?;
     let grace = request
