@@ -150,7 +150,22 @@ pub fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            if let Some(var) = variable_of(&e) {
+                // One line naming the variable first: most values come from the
+                // environment, and clap names only the flag.
+                let text = e.to_string();
+                eprint!(
+                    "{}",
+                    text.replacen("error: ", &format!("error: {var}: "), 1)
+                );
+                return ExitCode::from(2);
+            }
+            e.exit()
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -186,6 +201,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: ProjectionsCommand::Rebuild { name, stores },
         } => rebuild(&stores, name.as_deref()).await,
     }
+}
+
+/// The environment variable behind the flag a clap error is about (`--listen` is
+/// `KEYLEDGER_LISTEN`), for invalid values of flags that have one.
+fn variable_of(e: &clap::Error) -> Option<String> {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let flag = arg.strip_prefix("--")?.split([' ', '=']).next()?;
+    fn find(cmd: &clap::Command, flag: &str) -> Option<String> {
+        cmd.get_arguments()
+            .find(|a| a.get_long() == Some(flag))
+            .and_then(|a| a.get_env())
+            .map(|v| v.to_string_lossy().into_owned())
+            .or_else(|| cmd.get_subcommands().find_map(|c| find(c, flag)))
+    }
+    find(&Cli::command(), flag)
 }
 
 /// The actor recorded for CLI commands: `cli:<user>`.

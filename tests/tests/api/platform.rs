@@ -73,3 +73,32 @@ async fn two_first_starts_bootstrap_once_on_postgres() {
     .execute(&admin_pool)
     .await;
 }
+
+/// Bad configuration stops start-up with one line naming the variable.
+#[test]
+fn bad_configuration_names_the_variable() {
+    let cases = [
+        ("KEYLEDGER_LISTEN", "not-an-address"),
+        ("KEYLEDGER_ENVIRONMENT", "staging"),
+        ("KEYLEDGER_TRUSTED_PROXIES", "10.0.0.0/99"),
+        ("KEYLEDGER_DATABASE_URL", "mysql://localhost/x"),
+    ];
+    for (var, value) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyledger-blackbox"))
+            .arg("serve")
+            .current_dir(dir.path())
+            .env_clear()
+            .env("KEYLEDGER_LISTEN", "127.0.0.1:0")
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{var}={value} should stop start-up");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let first = stderr
+            .lines()
+            .find(|l| l.starts_with("error:"))
+            .unwrap_or_default();
+        assert!(first.contains(var), "{var}: {stderr}");
+    }
+}
