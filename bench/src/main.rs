@@ -117,13 +117,23 @@ fn print_rows(rows: &[Row]) {
 }
 
 async fn run_backend(backend: Backend) -> Result<Vec<Row>> {
+    with_fresh_store(backend, |store| run_cases(backend, store)).await
+}
+
+/// Runs `work` on a fresh, migrated event store: a temp SQLite file, or a new Postgres
+/// database on `KEYLEDGER_BENCH_POSTGRES_URL` that is dropped afterwards.
+pub(crate) async fn with_fresh_store<F, Fut>(backend: Backend, work: F) -> Result<Vec<Row>>
+where
+    F: FnOnce(Arc<dyn EventStore>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Row>>>,
+{
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir()?;
             let url = format!("sqlite://{}", dir.path().join("bench.db").display());
             let store = SqliteEventStore::connect(&url).await?;
             store.migrate().await?;
-            run_cases(backend, Arc::new(store)).await
+            work(Arc::new(store)).await
         }
         Backend::Postgres => {
             let base = std::env::var("KEYLEDGER_BENCH_POSTGRES_URL")
@@ -144,7 +154,7 @@ async fn run_backend(backend: Backend) -> Result<Vec<Row>> {
             let result = async {
                 let store = PostgresEventStore::connect(&format!("{server}/{name}")).await?;
                 store.migrate().await?;
-                let rows = run_cases(backend, Arc::new(store.clone())).await;
+                let rows = work(Arc::new(store.clone())).await;
                 store.pool().close().await;
                 rows
             }

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
-use commands::{PostgresEventStore, SqliteEventStore};
 use domain::apikey;
 use domain::events::{ApiCallRecorded, ApiKeyEvent, KeyCreated, SecretHash, UsageEvent};
 use domain::ids::{KeyId, OrgId};
@@ -26,10 +25,9 @@ use domain::scope::Scope;
 use domain::store::{AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent};
 use domain::token::Environment;
 use domain::values::{AllowedIps, KeyName};
-use sqlx::{Connection, Executor};
 use uuid::Uuid;
 
-use crate::{Backend, Row, report};
+use crate::{Backend, Row, report, with_fresh_store};
 
 /// The most time spent appending the big key's events; the run measures what it has then.
 const BUILD_BOUND: Duration = Duration::from_secs(240);
@@ -82,45 +80,7 @@ pub async fn run(args: &[String]) -> Result<Vec<Row>> {
 }
 
 async fn with_store(backend: Backend, options: &Options) -> Result<Vec<Row>> {
-    match backend {
-        Backend::Sqlite => {
-            let dir = tempfile::tempdir()?;
-            let url = format!("sqlite://{}", dir.path().join("replay.db").display());
-            let store = SqliteEventStore::connect(&url).await?;
-            store.migrate().await?;
-            cases(backend, Arc::new(store), options).await
-        }
-        Backend::Postgres => {
-            let base = std::env::var("KEYLEDGER_BENCH_POSTGRES_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-            let name = format!("kl_bench_{}", Uuid::now_v7().simple());
-            let mut admin = sqlx::PgConnection::connect(&base)
-                .await
-                .context("connecting to KEYLEDGER_BENCH_POSTGRES_URL")?;
-            admin
-                .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .await?;
-            let server = base
-                .split('?')
-                .next()
-                .and_then(|url| url.rsplit_once('/'))
-                .map(|(server, _)| server)
-                .context("the Postgres URL must name a database")?;
-            let result = async {
-                let store = PostgresEventStore::connect(&format!("{server}/{name}")).await?;
-                store.migrate().await?;
-                let rows = cases(backend, Arc::new(store.clone()), options).await;
-                store.pool().close().await;
-                rows
-            }
-            .await;
-            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-            if let Err(error) = admin.execute(sqlx::AssertSqlSafe(drop)).await {
-                eprintln!("could not drop {name}: {error}");
-            }
-            result
-        }
-    }
+    with_fresh_store(backend, |store| cases(backend, store, options)).await
 }
 
 fn metadata(actor: &str) -> Metadata {

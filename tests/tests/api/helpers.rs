@@ -186,6 +186,25 @@ fn start(
 }
 
 impl TestApp {
+    /// Creates a key through the API (201 asserted) and returns the response body.
+    pub async fn create_key(
+        &self,
+        org: &str,
+        root: &str,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
+        let res = self
+            .client
+            .post(self.url(&format!("/organizations/{org}/api-keys")))
+            .bearer_auth(root)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), reqwest::StatusCode::CREATED);
+        res.json().await.unwrap()
+    }
+
     /// Sends SIGTERM (a graceful shutdown) and waits up to `timeout` for the process to
     /// exit; returns whether it exited successfully.
     pub fn terminate(&mut self, timeout: Duration) -> bool {

@@ -6,19 +6,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, postgres_url, spawn_app, spawn_app_with};
 
-async fn create_key(app: &TestApp, org: &str, root: &str, body: Value) -> Value {
-    let res = app
-        .client
-        .post(app.url(&format!("/organizations/{org}/api-keys")))
-        .bearer_auth(root)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED);
-    res.json().await.unwrap()
-}
-
 async fn usage_events(app: &TestApp, key_id: &str) -> i64 {
     let stream = format!("apikey-usage-{key_id}");
     if app.database_url.starts_with("sqlite:") {
@@ -42,13 +29,13 @@ async fn limits_headers_and_usage(backend: Backend) {
     // Arrange: a key that may read keys, 3 requests a minute.
     let app = spawn_app(backend).await;
     let (org, root) = app.bootstrap();
-    let key = create_key(
-        &app,
-        &org,
-        &root,
-        json!({"name": "poller", "scopes": ["api-keys:read"], "rate_limit_per_minute": 3}),
-    )
-    .await;
+    let key = app
+        .create_key(
+            &org,
+            &root,
+            json!({"name": "poller", "scopes": ["api-keys:read"], "rate_limit_per_minute": 3}),
+        )
+        .await;
     let token = key["secret"].as_str().unwrap();
     let list = app.url(&format!("/organizations/{org}/api-keys"));
 
@@ -172,7 +159,7 @@ async fn ip_allowlist_believes_forwarded_for_only_from_trusted_proxies() {
         };
         let app = spawn_app_with(Backend::Sqlite, &env).await;
         let (org, root) = app.bootstrap();
-        let key = create_key(&app, &org, &root, json!({"name": "plant", "scopes": ["api-keys:read"], "allowed_ips": ["10.0.0.0/8", "2001:db8::/32"]})).await;
+        let key = app.create_key( &org, &root, json!({"name": "plant", "scopes": ["api-keys:read"], "allowed_ips": ["10.0.0.0/8", "2001:db8::/32"]})).await;
         let token = key["secret"].as_str().unwrap();
         let list = app.url(&format!("/organizations/{org}/api-keys"));
 
@@ -220,13 +207,13 @@ async fn ip_allowlist_believes_forwarded_for_only_from_trusted_proxies() {
 async fn a_test_key_on_a_live_server_is_refused_saying_so() {
     let app = spawn_app(Backend::Sqlite).await;
     let (org, root) = app.bootstrap();
-    let key = create_key(
-        &app,
-        &org,
-        &root,
-        json!({"name": "sandbox", "environment": "test", "scopes": ["api-keys:read"]}),
-    )
-    .await;
+    let key = app
+        .create_key(
+            &org,
+            &root,
+            json!({"name": "sandbox", "environment": "test", "scopes": ["api-keys:read"]}),
+        )
+        .await;
     let token = key["secret"].as_str().unwrap();
     assert!(token.starts_with("kl_test_"));
     let res = app
@@ -259,13 +246,13 @@ async fn a_live_key_on_a_test_server_is_refused_saying_so() {
         root.starts_with("kl_test_"),
         "a test server bootstraps a test root key"
     );
-    let key = create_key(
-        &app,
-        &org,
-        &root,
-        json!({"name": "prod", "environment": "live", "scopes": ["api-keys:read"]}),
-    )
-    .await;
+    let key = app
+        .create_key(
+            &org,
+            &root,
+            json!({"name": "prod", "environment": "live", "scopes": ["api-keys:read"]}),
+        )
+        .await;
     let res = app
         .client
         .get(app.url(&format!("/organizations/{org}/api-keys")))
@@ -295,13 +282,13 @@ async fn shutdown_drains_the_usage_writer(backend: Backend) {
     )
     .await;
     let (org, root) = app.bootstrap();
-    let key = create_key(
-        &app,
-        &org,
-        &root,
-        json!({"name": "drain", "scopes": ["api-keys:read"]}),
-    )
-    .await;
+    let key = app
+        .create_key(
+            &org,
+            &root,
+            json!({"name": "drain", "scopes": ["api-keys:read"]}),
+        )
+        .await;
     let token = key["secret"].as_str().unwrap().to_owned();
     let id = key["id"].as_str().unwrap().to_owned();
     for _ in 0..25 {

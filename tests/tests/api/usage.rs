@@ -7,19 +7,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, postgres_url, spawn_app};
 
-async fn create_key(app: &TestApp, org: &str, root: &str, body: Value) -> Value {
-    let res = app
-        .client
-        .post(app.url(&format!("/organizations/{org}/api-keys")))
-        .bearer_auth(root)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED);
-    res.json().await.unwrap()
-}
-
 async fn get(app: &TestApp, token: &str, path: &str) -> (StatusCode, Value) {
     let res = app
         .client
@@ -86,13 +73,13 @@ async fn whoami_shows_the_calling_key(backend: Backend) {
     // Arrange
     let app = spawn_app(backend).await;
     let (org, root) = app.bootstrap();
-    let key = create_key(
-        &app,
-        &org,
-        &root,
-        json!({"name": "robot", "scopes": ["work-orders:read"], "rate_limit_per_minute": 40}),
-    )
-    .await;
+    let key = app
+        .create_key(
+            &org,
+            &root,
+            json!({"name": "robot", "scopes": ["work-orders:read"], "rate_limit_per_minute": 40}),
+        )
+        .await;
     let token = key["secret"].as_str().unwrap();
 
     // Act
@@ -130,13 +117,13 @@ async fn usage_counts_every_call_exactly(backend: Backend) {
     // Arrange: a key allowed 5 requests a minute, whose calls are read back by the root.
     let app = spawn_app(backend).await;
     let (org, root) = app.bootstrap();
-    let key = create_key(
-        &app,
-        &org,
-        &root,
-        json!({"name": "poller", "scopes": ["api-keys:read"], "rate_limit_per_minute": 5}),
-    )
-    .await;
+    let key = app
+        .create_key(
+            &org,
+            &root,
+            json!({"name": "poller", "scopes": ["api-keys:read"], "rate_limit_per_minute": 5}),
+        )
+        .await;
     let id = key["id"].as_str().unwrap();
     let token = key["secret"].as_str().unwrap();
     let list = format!("/organizations/{org}/api-keys");
@@ -297,13 +284,13 @@ async fn usage_parameters_and_tenancy(backend: Backend) {
         me["id"].as_str().unwrap()
     );
     let org_path = format!("/organizations/{org}/usage");
-    let data_only = create_key(
-        &app,
-        &org,
-        &root,
-        json!({"name": "data", "scopes": ["work-orders:read"]}),
-    )
-    .await;
+    let data_only = app
+        .create_key(
+            &org,
+            &root,
+            json!({"name": "data", "scopes": ["work-orders:read"]}),
+        )
+        .await;
 
     // Act + Assert: bad values answer 422 naming the field, on both endpoints.
     for path in [&own, &org_path] {
