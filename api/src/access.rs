@@ -106,12 +106,33 @@ pub const ROUTES: &[(Method, &str, Access)] = &[
     ),
 ];
 
-/// The access rule of a route, `None` when the route is not in the table.
+/// The access rule of a route, `None` when the route is not in the table with this
+/// method. `HEAD` follows `GET` (axum answers `HEAD` with the `GET` handler).
 pub fn access(method: &Method, route: &str) -> Option<Access> {
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
     ROUTES
         .iter()
         .find(|(m, r, _)| m == method && *r == route)
         .map(|(_, _, a)| *a)
+}
+
+/// The methods the table has for a route (for `Allow`), `HEAD` beside `GET`; empty when
+/// the route is not in the table.
+pub fn methods_of(route: &str) -> Vec<&'static str> {
+    let mut methods = Vec::new();
+    for (m, r, _) in ROUTES {
+        if *r == route {
+            methods.push(m.as_str());
+            if m == Method::GET {
+                methods.push("HEAD");
+            }
+        }
+    }
+    methods
 }
 
 #[cfg(test)]
@@ -132,6 +153,16 @@ mod tests {
             access(&Method::PUT, "/organizations/{org}/work-orders"),
             None
         );
+    }
+
+    #[test]
+    fn it_should_allow_head_where_get_is_allowed_and_list_the_methods_of_a_route() {
+        assert_eq!(access(&Method::HEAD, "/whoami"), Some(Access::AnyKey));
+        assert_eq!(
+            methods_of("/organizations/{org}/api-keys/{id}"),
+            vec!["GET", "HEAD", "PATCH", "DELETE"]
+        );
+        assert!(methods_of("/nowhere").is_empty());
     }
 
     #[test]

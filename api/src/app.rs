@@ -96,13 +96,20 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::openapi::router())
         .route("/metrics", get(crate::metrics::render))
         .merge(protected)
+        // Errors no handler wrote are problem+json too: a path no route has (404), and a
+        // method a route does not have (405; axum adds `Allow`). Set after every merge:
+        // the 405 fallback applies to the routes registered before it.
+        .fallback(crate::bounds::not_found)
+        .method_not_allowed_fallback(crate::bounds::method_not_allowed)
         .with_state(state)
         // Layers: each `.layer()` wraps the ones before it, so the last one added sees the
-        // request first. Order of a request: request id -> trace span -> request metrics
-        // -> propagate id -> body limit -> route (-> auth layer -> handler).
+        // request first. Order of a request: header bounds (431, drop an unacceptable
+        // request id) -> request id -> trace span -> problem+json for bare errors ->
+        // request metrics -> propagate id -> body limit -> route (-> auth layer -> handler).
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(middleware::from_fn(crate::metrics::count_requests))
+        .layer(middleware::from_fn(crate::bounds::problem_for_bare_errors))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // The route template, never the raw path (which may hold ids) or headers
             // (which hold the bearer token).
@@ -119,4 +126,5 @@ pub fn app(state: AppState) -> Router {
             tracing::info_span!("request", method = %req.method(), route, request_id)
         }))
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+        .layer(middleware::from_fn(crate::bounds::bound_request))
 }

@@ -34,6 +34,18 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     let app = &state.0;
     let environment = app.auth.environment();
 
+    // Before anything else: does the route have this method at all? A method it lacks is
+    // a 405 with `Allow` (no key needed to learn that), never a scope refusal.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().clone();
+    let Some(required) = access::access(&method, &route) else {
+        return method_not_allowed(&route);
+    };
+
     // 1 and 2: who is calling. A failure here identifies no key: it is counted in
     // metrics, never in a key's stream.
     let Some(token) = auth::bearer_from_headers(req.headers()).map(str::to_owned) else {
@@ -45,12 +57,6 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     };
     drop(token);
 
-    let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
     let request_id = req
         .headers()
         .get("x-request-id")
@@ -85,21 +91,13 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                 app.limits.peek(key.id, per_minute),
             );
         }
-        // 4. What for. A route missing from the table is refused (fail closed).
-        match access::access(&method, &route) {
-            Some(Access::AnyKey) => {}
-            Some(Access::Scope(scope)) if key.scopes.contains(scope) => {}
-            Some(Access::Scope(scope)) => {
+        // 4. What for.
+        match required {
+            Access::AnyKey => {}
+            Access::Scope(scope) if key.scopes.contains(scope) => {}
+            Access::Scope(scope) => {
                 break 'checks (
                     ApiError::InsufficientScope(scope.as_str().to_owned()).into_response(),
-                    app.limits.peek(key.id, per_minute),
-                );
-            }
-            None => {
-                tracing::error!(%method, route, "route missing from the access table");
-                break 'checks (
-                    ApiError::InsufficientScope("(route not in the access table)".into())
-                        .into_response(),
                     app.limits.peek(key.id, per_minute),
                 );
             }
@@ -140,6 +138,24 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         tracing::error!(key_id = %key.id, "usage event not recorded");
     }
     response
+}
+
+/// The 405 for a method the route lacks, with `Allow` from the access table. A route
+/// behind the layer with no entry at all is a bug: refused (fail closed), not served.
+fn method_not_allowed(route: &str) -> Response {
+    let allowed = access::methods_of(route);
+    if allowed.is_empty() {
+        tracing::error!(
+            route,
+            "route behind the auth layer is missing from the access table"
+        );
+        return ApiError::Internal(format!("route {route} has no access rule")).into_response();
+    }
+    let mut res = ApiError::MethodNotAllowed.into_response();
+    if let Ok(v) = HeaderValue::from_str(&allowed.join(",")) {
+        res.headers_mut().insert(axum::http::header::ALLOW, v);
+    }
+    res
 }
 
 fn unauthenticated(failure: AuthFailure, environment: domain::token::Environment) -> Response {

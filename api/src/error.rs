@@ -54,6 +54,9 @@ pub enum ApiError {
     /// 404 `not_found`: the resource does not exist (or belongs to another organisation).
     #[error("not found")]
     NotFound,
+    /// 405 `method_not_allowed`: the route exists but not with this method (with `Allow`).
+    #[error("method not allowed")]
+    MethodNotAllowed,
     /// 409 `conflict`: the resource's state does not allow this (e.g. a revoked key).
     #[error("conflict: {0}")]
     Conflict(String),
@@ -69,6 +72,9 @@ pub enum ApiError {
     /// 415 `unsupported_media_type`: the body is not `application/json`.
     #[error("unsupported media type")]
     UnsupportedMediaType,
+    /// 431 `headers_too_large`: the request's header section is over the limit.
+    #[error("request header fields too large")]
+    HeadersTooLarge,
     /// 422 `validation_failed`: fields are invalid; each is named.
     #[error("validation failed")]
     Validation(Vec<FieldError>),
@@ -109,10 +115,15 @@ impl ApiError {
             PlanRequired(_) => (StatusCode::FORBIDDEN, "plan_required"),
             KeyLimitReached(_) => (StatusCode::FORBIDDEN, "key_limit_reached"),
             NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             PreconditionFailed { .. } => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
             PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+            ),
             Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
             RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
@@ -137,12 +148,17 @@ impl ApiError {
                 "the organisation's plan allows at most {limit} active keys; revoke one or upgrade"
             ),
             NotFound => "the resource does not exist".into(),
+            MethodNotAllowed => "this resource does not support the method; see Allow".into(),
             Conflict(why) => why.clone(),
             PreconditionFailed { current } => {
                 format!("If-Match does not match the current version {current}")
             }
             PayloadTooLarge => "the request body is too large".into(),
             UnsupportedMediaType => "send the body as application/json".into(),
+            HeadersTooLarge => format!(
+                "the request's headers are over {} KiB",
+                crate::bounds::MAX_HEADER_BYTES / 1024
+            ),
             Validation(errors) => errors
                 .iter()
                 .map(|e| format!("{}: {}", e.field, e.message))

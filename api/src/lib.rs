@@ -8,6 +8,7 @@ pub mod access;
 pub mod app;
 pub mod auth;
 pub mod auth_layer;
+pub mod bounds;
 pub mod bus;
 pub mod cli;
 pub mod client_ip;

@@ -65,7 +65,9 @@ pub async fn count_requests(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let started = std::time::Instant::now();
-    let method = req.method().to_string();
+    // Label values come from fixed sets: a made-up method is `other`, a path no route has
+    // is `unmatched`, so clients cannot add series.
+    let method = crate::bounds::method_label(req.method());
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
@@ -75,7 +77,7 @@ pub async fn count_requests(
     let status = res.status().as_u16().to_string();
     metrics::counter!(
         "keyledger_http_requests_total",
-        "method" => method.clone(),
+        "method" => method,
         "route" => route.clone(),
         "status" => status
     )
