@@ -45,6 +45,7 @@ use moka::ops::compute::Op;
 use crate::app::AppState;
 use crate::bus::Bus;
 use crate::error::ApiError;
+use crate::proof::{ProofConfig, ProofLimits, Refusal};
 
 /// A key's state as this node last read it from the store, and when.
 #[derive(Clone)]
@@ -70,6 +71,13 @@ pub enum AuthFailure {
     Revoked,
     /// The key has expired.
     Expired,
+    /// The key id's failure budget is spent (429 `too_many_failed_attempts`).
+    TooManyFailures {
+        /// Seconds until the budget's window ends.
+        retry_after_secs: u64,
+    },
+    /// Too many unproven tokens wait for argon2 (429 `verification_busy`).
+    Busy,
 }
 
 impl AuthFailure {
@@ -83,6 +91,8 @@ impl AuthFailure {
             AuthFailure::BadSecret => "bad_secret",
             AuthFailure::Revoked => "revoked",
             AuthFailure::Expired => "expired",
+            AuthFailure::TooManyFailures { .. } => "too_many_failures",
+            AuthFailure::Busy => "verification_busy",
         }
     }
 
@@ -104,6 +114,10 @@ impl AuthFailure {
             AuthFailure::UnknownKey | AuthFailure::BadSecret => "the key is not valid".into(),
             AuthFailure::Revoked => "the key has been revoked".into(),
             AuthFailure::Expired => "the key has expired".into(),
+            AuthFailure::TooManyFailures { .. } => {
+                "too many failed attempts for this key; retry later".into()
+            }
+            AuthFailure::Busy => "too many keys are being verified; retry shortly".into(),
         }
     }
 }
@@ -127,6 +141,8 @@ pub struct Authenticator {
     /// `sha256(token)` of the token argon2 accepted, per key.
     verified: Cache<KeyId, [u8; 32]>,
     unknown: Cache<KeyId, ()>,
+    /// Bounds on argon2 work for tokens not yet proven here.
+    proof: ProofLimits,
     environment: Environment,
     bus: Bus,
     config: CacheConfig,
@@ -138,6 +154,7 @@ impl Authenticator {
         keys: Arc<KeyService>,
         environment: Environment,
         config: CacheConfig,
+        proof: ProofConfig,
         bus: Bus,
     ) -> Self {
         Self {
@@ -153,6 +170,7 @@ impl Authenticator {
                 .max_capacity(config.capacity)
                 .time_to_live(Duration::from_secs(300))
                 .build(),
+            proof: ProofLimits::new(proof),
             environment,
             bus,
             config,
@@ -223,18 +241,8 @@ impl Authenticator {
                 }
             }
             None => {
-                // First verification of this key on this node: argon2, off the async
-                // threads. Later requests compare sha256(token) in constant time.
-                metrics::counter!("keyledger_argon2_verifications_total").increment(1);
-                let hash = state.secret_hash.clone();
-                let token = bearer.to_owned();
-                let ok = tokio::task::spawn_blocking(move || hashing::verify_token(&token, &hash))
-                    .await
-                    .unwrap_or(false);
-                if !ok {
-                    return Err(AuthFailure::BadSecret);
-                }
-                self.verified.insert(parsed.key_id, fingerprint).await;
+                self.prove(parsed.key_id, &state, bearer, fingerprint)
+                    .await?
             }
         }
         match state.status(Utc::now()) {
@@ -242,6 +250,55 @@ impl Authenticator {
             KeyStatus::Revoked => Err(AuthFailure::Revoked),
             KeyStatus::Expired => Err(AuthFailure::Expired),
         }
+    }
+
+    /// First verification of a key's token on this node: argon2, off the async threads,
+    /// within the bounds of [`crate::proof`]. Later requests compare `sha256(token)` in
+    /// constant time.
+    async fn prove(
+        &self,
+        key: KeyId,
+        state: &apikey::State,
+        bearer: &str,
+        fingerprint: [u8; 32],
+    ) -> Result<(), AuthFailure> {
+        let refused = |r: Refusal| match r {
+            Refusal::KnownBad => AuthFailure::BadSecret,
+            Refusal::BudgetSpent { retry_after_secs } => {
+                AuthFailure::TooManyFailures { retry_after_secs }
+            }
+            Refusal::Busy => AuthFailure::Busy,
+        };
+        self.proof
+            .precheck(key, &fingerprint)
+            .await
+            .map_err(refused)?;
+        let _slot = self.proof.slot().await.map_err(refused)?;
+        // While this request waited, another may have proven the key, or refused this
+        // very token: decide from that, without argon2.
+        if let Some(known) = self.verified.get(&key).await {
+            return if hashing::fingerprints_equal(&known, &fingerprint) {
+                Ok(())
+            } else {
+                Err(AuthFailure::BadSecret)
+            };
+        }
+        self.proof
+            .precheck(key, &fingerprint)
+            .await
+            .map_err(refused)?;
+        metrics::counter!("keyledger_argon2_verifications_total").increment(1);
+        let hash = state.secret_hash.clone();
+        let token = bearer.to_owned();
+        let ok = tokio::task::spawn_blocking(move || hashing::verify_token(&token, &hash))
+            .await
+            .unwrap_or(false);
+        if !ok {
+            self.proof.failed(key, fingerprint).await;
+            return Err(AuthFailure::BadSecret);
+        }
+        self.verified.insert(key, fingerprint).await;
+        Ok(())
     }
 
     /// Puts a state into the cache unless the cache already holds a newer version (the

@@ -24,6 +24,7 @@ use crate::auth::{Authenticator, CacheConfig};
 use crate::bus::Bus;
 use crate::bus::relay::RevocationRelay;
 use crate::config::{ServeConfig, StoreConfig};
+use crate::proof::ProofConfig;
 use crate::ratelimit::RateLimits;
 use crate::usage::{RecorderConfig, UsageRecorder};
 use crate::wiring::{Stores, open_stores, projections};
@@ -469,6 +470,16 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             capacity: 100_000,
             ttl,
             healthy_ttl: Duration::from_secs(cfg.cache_healthy_ttl_seconds).max(ttl),
+        },
+        {
+            let machine = ProofConfig::default_for_machine();
+            ProofConfig {
+                concurrency: match cfg.argon2_concurrency {
+                    0 => machine.concurrency,
+                    n => n,
+                },
+                failure_budget: cfg.auth_failure_budget.max(1),
+            }
         },
         bus,
     );
