@@ -34,7 +34,7 @@ use chrono::Utc;
 use commands::hashing;
 use commands::keys::KeyService;
 use domain::apikey::{self, KeyStatus};
-use domain::bus::RevocationNotice;
+use domain::bus::{Notice, PlanNotice, RevocationNotice};
 use domain::ids::{KeyId, OrgId};
 use domain::scope::Scopes;
 use domain::token::{Environment, Token};
@@ -46,6 +46,7 @@ use crate::app::AppState;
 use crate::bus::Bus;
 use crate::error::ApiError;
 use crate::proof::{ProofConfig, ProofLimits, Refusal};
+use crate::ratelimit::RateLimits;
 
 /// A key's state as this node last read it from the store, and when.
 #[derive(Clone)]
@@ -143,6 +144,8 @@ pub struct Authenticator {
     unknown: Cache<KeyId, ()>,
     /// Bounds on argon2 work for tokens not yet proven here.
     proof: ProofLimits,
+    /// Per-key rate limits and the plans they follow (plan notices update them).
+    limits: RateLimits,
     environment: Environment,
     bus: Bus,
     config: CacheConfig,
@@ -155,6 +158,7 @@ impl Authenticator {
         environment: Environment,
         config: CacheConfig,
         proof: ProofConfig,
+        limits: RateLimits,
         bus: Bus,
     ) -> Self {
         Self {
@@ -171,6 +175,7 @@ impl Authenticator {
                 .time_to_live(Duration::from_secs(300))
                 .build(),
             proof: ProofLimits::new(proof),
+            limits,
             environment,
             bus,
             config,
@@ -369,7 +374,36 @@ impl Authenticator {
     /// one; otherwise the key is read again from the store. A key not cached here is read
     /// too, so that a fill that started before the change and ends after this notice finds
     /// a newer entry in place and cannot put the stale state back.
-    pub async fn on_notice(&self, notice: RevocationNotice) {
+    pub async fn on_notice(&self, notice: Notice) {
+        match notice {
+            Notice::Key(n) => self.on_key_notice(n).await,
+            Notice::Plan(n) => self.on_plan_notice(n).await,
+        }
+    }
+
+    /// A plan change: the plan is read again from the store (unless this node already
+    /// holds that version), so the new plan's rate limit is in force here at once.
+    async fn on_plan_notice(&self, notice: PlanNotice) {
+        metrics::counter!("keyledger_bus_notices_received_total").increment(1);
+        if self
+            .limits
+            .plan_version(notice.org_id)
+            .await
+            .is_some_and(|v| v >= notice.stream_version)
+        {
+            return;
+        }
+        match self.keys.load_org(notice.org_id).await {
+            Ok(Some(org)) => self.limits.fill_plan(org.id, org.plan, org.version).await,
+            Ok(None) => self.limits.forget_plan(notice.org_id).await,
+            Err(e) => {
+                tracing::warn!(error = %e, org_id = %notice.org_id, "cannot reload a plan");
+                self.limits.forget_plan(notice.org_id).await;
+            }
+        }
+    }
+
+    async fn on_key_notice(&self, notice: RevocationNotice) {
         metrics::counter!("keyledger_bus_notices_received_total").increment(1);
         self.unknown.invalidate(&notice.key_id).await;
         if let Some(entry) = self.cache.get(&notice.key_id).await
@@ -380,11 +414,17 @@ impl Authenticator {
         self.reload(notice.key_id).await;
     }
 
-    /// Drops every cached state (kept: the argon2-proven fingerprints).
+    /// Drops every cached state and plan (kept: the argon2-proven fingerprints).
     pub fn reset(&self) {
         metrics::counter!("keyledger_key_cache_resets_total").increment(1);
         self.cache.invalidate_all();
         self.unknown.invalidate_all();
+        self.limits.forget_all_plans();
+    }
+
+    /// The rate limits this node enforces (plans follow the bus with the keys).
+    pub fn limits(&self) -> &RateLimits {
+        &self.limits
     }
 
     /// Follows the bus for ever: notices update the cache, resets drop it.

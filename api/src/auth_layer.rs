@@ -72,7 +72,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                 .await
                 .ok()
                 .flatten()
-                .map(|o| o.plan)
+                .map(|o| (o.plan, o.version))
         })
         .await
         .unwrap_or(Plan::Starter);

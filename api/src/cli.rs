@@ -463,6 +463,7 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         Arc::new(RevocationRelay::new(bus.port())),
     )
     .spawn();
+    let limits = RateLimits::new();
     let auth = Authenticator::new(
         keys.clone(),
         environment,
@@ -481,6 +482,7 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
                 failure_budget: cfg.auth_failure_budget.max(1),
             }
         },
+        limits.clone(),
         bus,
     );
     let listener_task = auth.listen();
@@ -502,7 +504,7 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         trusted_proxies: cfg.trusted_proxies.clone(),
         projectors,
         last_written: AtomicU64::new(0),
-        limits: RateLimits::new(),
+        limits,
         usage,
     }));
     let listener = tokio::net::TcpListener::bind(cfg.listen)
