@@ -4,11 +4,13 @@
 //! event store adapters side by side: appends of one event, batched appends of 100
 //! events, and `read_all` throughput. `... -- replay [--backend ..] [--events N]
 //! [--batch B]` measures audit replays (see `replay.rs`). `... -- propagation [--keys N]`
-//! measures how fast a revocation on one node reaches another (see `propagation.rs`). Postgres comes from `KEYLEDGER_BENCH_POSTGRES_URL`
+//! measures how fast a revocation on one node reaches another (see `propagation.rs`). `... -- flood`
+//! floods a node with forged tokens for a known key id (see `flood.rs`). Postgres comes from `KEYLEDGER_BENCH_POSTGRES_URL`
 //! (default `postgres://postgres@127.0.0.1:5432/postgres`); each run creates a fresh
 //! database and drops it at the end. SQLite uses a temp file.
 #![forbid(unsafe_code)]
 
+mod flood;
 mod propagation;
 mod replay;
 
@@ -65,6 +67,7 @@ async fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("store") => {}
         Some("propagation") => return propagation::run(&args[1..]).await,
+        Some("flood") => return flood::run(&args[1..]).await,
         Some("replay") => {
             let rows = replay::run(&args[1..]).await?;
             print_rows(&rows);
@@ -73,7 +76,8 @@ async fn main() -> Result<()> {
         _ => bail!(
             "usage: bench store [--backend sqlite|postgres|all] | \
              bench replay [--backend ..] [--events N] [--batch B] | \
-             bench propagation [--keys N] [--bin PATH]"
+             bench propagation [--keys N] [--bin PATH] | \
+             bench flood [--tokens N] [--concurrency C] [--bin PATH]"
         ),
     }
     let mut rest = args[1..].iter();

@@ -23,11 +23,18 @@ use sqlx::{Connection, Executor};
 use uuid::Uuid;
 
 /// A running node, killed on drop.
-struct Node {
+pub(crate) struct Node {
     child: Child,
-    address: String,
+    pub(crate) address: String,
     /// What it printed before its address (the bootstrap lines).
-    startup: Vec<String>,
+    pub(crate) startup: Vec<String>,
+}
+
+impl Node {
+    /// The node's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Node {
@@ -37,7 +44,7 @@ impl Drop for Node {
     }
 }
 
-fn start_node(bin: &PathBuf, env: &[(&str, String)]) -> Result<Node> {
+pub(crate) fn start_node(bin: &PathBuf, env: &[(&str, String)]) -> Result<Node> {
     let mut cmd = Command::new(bin);
     cmd.arg("serve")
         .env("KEYLEDGER_LISTEN", "127.0.0.1:0")
@@ -77,7 +84,7 @@ fn start_node(bin: &PathBuf, env: &[(&str, String)]) -> Result<Node> {
     })
 }
 
-async fn wait_ready(client: &reqwest::Client, node: &Node) -> Result<()> {
+pub(crate) async fn wait_ready(client: &reqwest::Client, node: &Node) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(r) = client.get(format!("{}/readyz", node.address)).send().await
@@ -92,7 +99,7 @@ async fn wait_ready(client: &reqwest::Client, node: &Node) -> Result<()> {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
