@@ -209,6 +209,11 @@ fn description(raw: Option<&str>, errors: &mut Vec<FieldError>) -> Option<String
         ));
         return None;
     }
+    // Line breaks and tabs are text here; NUL and the other control characters are not.
+    if let Err(e) = domain::values::check_multi_line(text) {
+        errors.push(FieldError::new("description", e.to_string()));
+        return None;
+    }
     Some(text.to_owned())
 }
 
