@@ -303,6 +303,25 @@ fn complete_operation(path: &str, method: &Method, op: &mut Map<String, Value>) 
         };
         op.insert("security".into(), json!([{ "bearer": scopes }]));
     }
+    // An optional header or query parameter is left out, never `null`: drop the `null`
+    // that `Option<T>` adds to its type, or clients send the text "null".
+    if let Some(ps) = op.get_mut("parameters").and_then(Value::as_array_mut) {
+        for p in ps {
+            if let Some(types) = p
+                .get_mut("schema")
+                .and_then(|s| s.get_mut("type"))
+                .and_then(Value::as_array_mut)
+            {
+                types.retain(|t| t != "null");
+                if types.len() == 1 {
+                    let only = types[0].clone();
+                    if let Some(schema) = p.get_mut("schema").and_then(Value::as_object_mut) {
+                        schema.insert("type".into(), only);
+                    }
+                }
+            }
+        }
+    }
     let params: Vec<(String, String)> = op
         .get("parameters")
         .and_then(Value::as_array)
