@@ -34,7 +34,7 @@ use chrono::Utc;
 use commands::hashing;
 use commands::keys::KeyService;
 use domain::apikey::{self, KeyStatus};
-use domain::bus::RevocationNotice;
+use domain::bus::{Notice, PlanNotice, RevocationNotice};
 use domain::ids::{KeyId, OrgId};
 use domain::scope::Scopes;
 use domain::token::{Environment, Token};
@@ -45,6 +45,8 @@ use moka::ops::compute::Op;
 use crate::app::AppState;
 use crate::bus::Bus;
 use crate::error::ApiError;
+use crate::proof::{ProofConfig, ProofLimits, Refusal};
+use crate::ratelimit::RateLimits;
 
 /// A key's state as this node last read it from the store, and when.
 #[derive(Clone)]
@@ -70,6 +72,13 @@ pub enum AuthFailure {
     Revoked,
     /// The key has expired.
     Expired,
+    /// The key id's failure budget is spent (429 `too_many_failed_attempts`).
+    TooManyFailures {
+        /// Seconds until the budget's window ends.
+        retry_after_secs: u64,
+    },
+    /// Too many unproven tokens wait for argon2 (429 `verification_busy`).
+    Busy,
 }
 
 impl AuthFailure {
@@ -83,6 +92,8 @@ impl AuthFailure {
             AuthFailure::BadSecret => "bad_secret",
             AuthFailure::Revoked => "revoked",
             AuthFailure::Expired => "expired",
+            AuthFailure::TooManyFailures { .. } => "too_many_failures",
+            AuthFailure::Busy => "verification_busy",
         }
     }
 
@@ -104,6 +115,10 @@ impl AuthFailure {
             AuthFailure::UnknownKey | AuthFailure::BadSecret => "the key is not valid".into(),
             AuthFailure::Revoked => "the key has been revoked".into(),
             AuthFailure::Expired => "the key has expired".into(),
+            AuthFailure::TooManyFailures { .. } => {
+                "too many failed attempts for this key; retry later".into()
+            }
+            AuthFailure::Busy => "too many keys are being verified; retry shortly".into(),
         }
     }
 }
@@ -127,6 +142,10 @@ pub struct Authenticator {
     /// `sha256(token)` of the token argon2 accepted, per key.
     verified: Cache<KeyId, [u8; 32]>,
     unknown: Cache<KeyId, ()>,
+    /// Bounds on argon2 work for tokens not yet proven here.
+    proof: ProofLimits,
+    /// Per-key rate limits and the plans they follow (plan notices update them).
+    limits: RateLimits,
     environment: Environment,
     bus: Bus,
     config: CacheConfig,
@@ -138,6 +157,8 @@ impl Authenticator {
         keys: Arc<KeyService>,
         environment: Environment,
         config: CacheConfig,
+        proof: ProofConfig,
+        limits: RateLimits,
         bus: Bus,
     ) -> Self {
         Self {
@@ -153,6 +174,8 @@ impl Authenticator {
                 .max_capacity(config.capacity)
                 .time_to_live(Duration::from_secs(300))
                 .build(),
+            proof: ProofLimits::new(proof),
+            limits,
             environment,
             bus,
             config,
@@ -223,18 +246,8 @@ impl Authenticator {
                 }
             }
             None => {
-                // First verification of this key on this node: argon2, off the async
-                // threads. Later requests compare sha256(token) in constant time.
-                metrics::counter!("keyledger_argon2_verifications_total").increment(1);
-                let hash = state.secret_hash.clone();
-                let token = bearer.to_owned();
-                let ok = tokio::task::spawn_blocking(move || hashing::verify_token(&token, &hash))
-                    .await
-                    .unwrap_or(false);
-                if !ok {
-                    return Err(AuthFailure::BadSecret);
-                }
-                self.verified.insert(parsed.key_id, fingerprint).await;
+                self.prove(parsed.key_id, &state, bearer, fingerprint)
+                    .await?
             }
         }
         match state.status(Utc::now()) {
@@ -242,6 +255,55 @@ impl Authenticator {
             KeyStatus::Revoked => Err(AuthFailure::Revoked),
             KeyStatus::Expired => Err(AuthFailure::Expired),
         }
+    }
+
+    /// First verification of a key's token on this node: argon2, off the async threads,
+    /// within the bounds of [`crate::proof`]. Later requests compare `sha256(token)` in
+    /// constant time.
+    async fn prove(
+        &self,
+        key: KeyId,
+        state: &apikey::State,
+        bearer: &str,
+        fingerprint: [u8; 32],
+    ) -> Result<(), AuthFailure> {
+        let refused = |r: Refusal| match r {
+            Refusal::KnownBad => AuthFailure::BadSecret,
+            Refusal::BudgetSpent { retry_after_secs } => {
+                AuthFailure::TooManyFailures { retry_after_secs }
+            }
+            Refusal::Busy => AuthFailure::Busy,
+        };
+        self.proof
+            .precheck(key, &fingerprint)
+            .await
+            .map_err(refused)?;
+        let _slot = self.proof.slot().await.map_err(refused)?;
+        // While this request waited, another may have proven the key, or refused this
+        // very token: decide from that, without argon2.
+        if let Some(known) = self.verified.get(&key).await {
+            return if hashing::fingerprints_equal(&known, &fingerprint) {
+                Ok(())
+            } else {
+                Err(AuthFailure::BadSecret)
+            };
+        }
+        self.proof
+            .precheck(key, &fingerprint)
+            .await
+            .map_err(refused)?;
+        metrics::counter!("keyledger_argon2_verifications_total").increment(1);
+        let hash = state.secret_hash.clone();
+        let token = bearer.to_owned();
+        let ok = tokio::task::spawn_blocking(move || hashing::verify_token(&token, &hash))
+            .await
+            .unwrap_or(false);
+        if !ok {
+            self.proof.failed(key, fingerprint).await;
+            return Err(AuthFailure::BadSecret);
+        }
+        self.verified.insert(key, fingerprint).await;
+        Ok(())
     }
 
     /// Puts a state into the cache unless the cache already holds a newer version (the
@@ -312,7 +374,36 @@ impl Authenticator {
     /// one; otherwise the key is read again from the store. A key not cached here is read
     /// too, so that a fill that started before the change and ends after this notice finds
     /// a newer entry in place and cannot put the stale state back.
-    pub async fn on_notice(&self, notice: RevocationNotice) {
+    pub async fn on_notice(&self, notice: Notice) {
+        match notice {
+            Notice::Key(n) => self.on_key_notice(n).await,
+            Notice::Plan(n) => self.on_plan_notice(n).await,
+        }
+    }
+
+    /// A plan change: the plan is read again from the store (unless this node already
+    /// holds that version), so the new plan's rate limit is in force here at once.
+    async fn on_plan_notice(&self, notice: PlanNotice) {
+        metrics::counter!("keyledger_bus_notices_received_total").increment(1);
+        if self
+            .limits
+            .plan_version(notice.org_id)
+            .await
+            .is_some_and(|v| v >= notice.stream_version)
+        {
+            return;
+        }
+        match self.keys.load_org(notice.org_id).await {
+            Ok(Some(org)) => self.limits.fill_plan(org.id, org.plan, org.version).await,
+            Ok(None) => self.limits.forget_plan(notice.org_id).await,
+            Err(e) => {
+                tracing::warn!(error = %e, org_id = %notice.org_id, "cannot reload a plan");
+                self.limits.forget_plan(notice.org_id).await;
+            }
+        }
+    }
+
+    async fn on_key_notice(&self, notice: RevocationNotice) {
         metrics::counter!("keyledger_bus_notices_received_total").increment(1);
         self.unknown.invalidate(&notice.key_id).await;
         if let Some(entry) = self.cache.get(&notice.key_id).await
@@ -323,11 +414,17 @@ impl Authenticator {
         self.reload(notice.key_id).await;
     }
 
-    /// Drops every cached state (kept: the argon2-proven fingerprints).
+    /// Drops every cached state and plan (kept: the argon2-proven fingerprints).
     pub fn reset(&self) {
         metrics::counter!("keyledger_key_cache_resets_total").increment(1);
         self.cache.invalidate_all();
         self.unknown.invalidate_all();
+        self.limits.forget_all_plans();
+    }
+
+    /// The rate limits this node enforces (plans follow the bus with the keys).
+    pub fn limits(&self) -> &RateLimits {
+        &self.limits
     }
 
     /// Follows the bus for ever: notices update the cache, resets drop it.

@@ -72,7 +72,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                 .await
                 .ok()
                 .flatten()
-                .map(|o| o.plan)
+                .map(|o| (o.plan, o.version))
         })
         .await
         .unwrap_or(Plan::Starter);
@@ -160,7 +160,14 @@ fn method_not_allowed(route: &str) -> Response {
 
 fn unauthenticated(failure: AuthFailure, environment: domain::token::Environment) -> Response {
     metrics::counter!("keyledger_auth_failures_total", "reason" => failure.as_str()).increment(1);
-    ApiError::Unauthenticated(failure.detail(environment)).into_response()
+    match failure {
+        AuthFailure::TooManyFailures { retry_after_secs } => {
+            ApiError::TooManyFailedAttempts { retry_after_secs }
+        }
+        AuthFailure::Busy => ApiError::VerificationBusy,
+        other => ApiError::Unauthenticated(other.detail(environment)),
+    }
+    .into_response()
 }
 
 /// `RateLimit-Limit`, `-Remaining`, `-Reset`, and the IETF draft's structured

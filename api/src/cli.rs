@@ -24,6 +24,7 @@ use crate::auth::{Authenticator, CacheConfig};
 use crate::bus::Bus;
 use crate::bus::relay::RevocationRelay;
 use crate::config::{ServeConfig, StoreConfig};
+use crate::proof::ProofConfig;
 use crate::ratelimit::RateLimits;
 use crate::usage::{RecorderConfig, UsageRecorder};
 use crate::wiring::{Stores, open_stores, projections};
@@ -462,6 +463,7 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         Arc::new(RevocationRelay::new(bus.port())),
     )
     .spawn();
+    let limits = RateLimits::new();
     let auth = Authenticator::new(
         keys.clone(),
         environment,
@@ -470,6 +472,17 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             ttl,
             healthy_ttl: Duration::from_secs(cfg.cache_healthy_ttl_seconds).max(ttl),
         },
+        {
+            let machine = ProofConfig::default_for_machine();
+            ProofConfig {
+                concurrency: match cfg.argon2_concurrency {
+                    0 => machine.concurrency,
+                    n => n,
+                },
+                failure_budget: cfg.auth_failure_budget.max(1),
+            }
+        },
+        limits.clone(),
         bus,
     );
     let listener_task = auth.listen();
@@ -491,7 +504,7 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         trusted_proxies: cfg.trusted_proxies.clone(),
         projectors,
         last_written: AtomicU64::new(0),
-        limits: RateLimits::new(),
+        limits,
         usage,
     }));
     let listener = tokio::net::TcpListener::bind(cfg.listen)

@@ -94,6 +94,16 @@ pub struct ServeConfig {
     )]
     pub usage_durability: crate::usage::Durability,
 
+    /// argon2 verifications of not-yet-proven tokens at once; 0: half the cores (at least
+    /// one).
+    #[arg(long, env = "KEYLEDGER_ARGON2_CONCURRENCY", default_value_t = 0)]
+    pub argon2_concurrency: usize,
+
+    /// Wrong tokens per key id per minute before a node stops checking that id's unproven
+    /// tokens until the minute ends (429 `too_many_failed_attempts`).
+    #[arg(long, env = "KEYLEDGER_AUTH_FAILURE_BUDGET", default_value_t = 20)]
+    pub auth_failure_budget: u32,
+
     /// Do not create the `default` organisation and root key on an empty store.
     #[arg(long, env = "KEYLEDGER_NO_BOOTSTRAP")]
     pub no_bootstrap: bool,

@@ -101,6 +101,17 @@ pub enum ApiError {
         /// Seconds until a request may succeed.
         retry_after_secs: u64,
     },
+    /// 429 `too_many_failed_attempts`: too many wrong tokens for this key id lately; no
+    /// more are checked until the window ends (with `Retry-After`).
+    #[error("too many failed attempts")]
+    TooManyFailedAttempts {
+        /// Seconds until tokens for the key are checked again.
+        retry_after_secs: u64,
+    },
+    /// 429 `verification_busy`: too many unproven tokens wait for verification (with
+    /// `Retry-After: 1`).
+    #[error("verification busy")]
+    VerificationBusy,
     /// 503 `unavailable`: a store or the bus is unreachable, or the command kept
     /// conflicting with concurrent writers.
     #[error("service unavailable: {0}")]
@@ -145,6 +156,10 @@ impl ApiError {
             Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
             RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            TooManyFailedAttempts { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_failed_attempts")
+            }
+            VerificationBusy => (StatusCode::TOO_MANY_REQUESTS, "verification_busy"),
             Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -194,6 +209,10 @@ impl ApiError {
             RateLimited { retry_after_secs } => {
                 format!("rate limit exceeded; retry in {retry_after_secs} s")
             }
+            TooManyFailedAttempts { retry_after_secs } => format!(
+                "too many failed attempts with this key's id; retry in {retry_after_secs} s"
+            ),
+            VerificationBusy => "too many keys are being verified at once; retry shortly".into(),
             Unavailable(_) => "a backing service is unavailable; retry later".into(),
             Internal(_) => "an unexpected error occurred".into(),
         }
@@ -282,8 +301,12 @@ impl IntoResponse for ApiError {
                     ),
                 );
             }
-            ApiError::RateLimited { retry_after_secs } => {
+            ApiError::RateLimited { retry_after_secs }
+            | ApiError::TooManyFailedAttempts { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            ApiError::VerificationBusy => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
             }
             _ => {}
         }

@@ -18,6 +18,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
+pub mod proof;
 pub mod ratelimit;
 pub mod routes;
 pub mod usage;

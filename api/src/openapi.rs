@@ -190,7 +190,11 @@ fn error_description(status: u16) -> &'static str {
             "`validation_failed` (every invalid field is named in `errors`) or \
              `idempotency_key_reused`"
         }
-        429 => "`rate_limited`: over the key's rate limit (see `Retry-After`)",
+        429 => {
+            "`rate_limited`: over the key's rate limit; `too_many_failed_attempts`: too many \
+             wrong tokens for this key id lately; `verification_busy`: too many unproven \
+             tokens waiting (see `Retry-After`)"
+        }
         503 => "`unavailable`: a store is unreachable; retry later",
         _ => "an error",
     }

@@ -31,7 +31,8 @@ pub struct Exceeded {
 #[derive(Clone)]
 pub struct RateLimits {
     limiters: moka::sync::Cache<KeyId, Arc<(u32, Limiter, AtomicU32)>>,
-    plans: moka::future::Cache<OrgId, Plan>,
+    /// Each organisation's plan and the version of its stream it was read at.
+    plans: moka::future::Cache<OrgId, (Plan, u64)>,
     clock: DefaultClock,
 }
 
@@ -57,23 +58,49 @@ impl RateLimits {
         }
     }
 
-    /// The organisation's plan, from the cache or `load`.
+    /// The organisation's plan, from the cache or `load` (the plan and the stream version
+    /// it was read at).
     pub async fn plan<F, Fut>(&self, org: OrgId, load: F) -> Option<Plan>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Option<Plan>>,
+        Fut: std::future::Future<Output = Option<(Plan, u64)>>,
     {
-        if let Some(plan) = self.plans.get(&org).await {
+        if let Some((plan, _)) = self.plans.get(&org).await {
             return Some(plan);
         }
-        let plan = load().await?;
-        self.plans.insert(org, plan).await;
+        let (plan, version) = load().await?;
+        self.fill_plan(org, plan, version).await;
         Some(plan)
     }
 
-    /// Forgets a cached plan (after this node changed it).
+    /// Caches a plan read at `version`, unless a newer one is cached: a slow read that
+    /// started before a plan change cannot put the old plan back after its notice.
+    pub async fn fill_plan(&self, org: OrgId, plan: Plan, version: u64) {
+        self.plans
+            .entry(org)
+            .and_compute_with(|existing| {
+                let op = match existing {
+                    Some(e) if e.value().1 > version => moka::ops::compute::Op::Nop,
+                    _ => moka::ops::compute::Op::Put((plan, version)),
+                };
+                std::future::ready(op)
+            })
+            .await;
+    }
+
+    /// The stream version of the cached plan, if any.
+    pub async fn plan_version(&self, org: OrgId) -> Option<u64> {
+        self.plans.get(&org).await.map(|(_, v)| v)
+    }
+
+    /// Forgets a cached plan (it is read again on its next use).
     pub async fn forget_plan(&self, org: OrgId) {
         self.plans.invalidate(&org).await;
+    }
+
+    /// Forgets every cached plan (the bus was reset: notices may have been missed).
+    pub fn forget_all_plans(&self) {
+        self.plans.invalidate_all();
     }
 
     /// The key's state without taking a request (for responses refused before the rate

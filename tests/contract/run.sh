@@ -105,10 +105,11 @@ for backend in $backends; do
     "$venv/bin/python" "$here/flows.py" || status=1
 
   log "$backend: schemathesis (all checks, all phases, ${max_time}s)"
-  "$venv/bin/schemathesis" --config-file "$here/schemathesis.toml" run "$base/openapi.json" \
+  # From the temporary directory: schemathesis keeps a cache in its working directory.
+  (cd "$work" && "$venv/bin/schemathesis" --config-file "$here/schemathesis.toml" run "$base/openapi.json" \
       --url "$base" --checks all --phases examples,coverage,fuzzing,stateful \
       --max-time "$max_time" --workers 2 --seed 42 \
-      --report junit --report-dir "$root/target/contract-report/$backend" \
+      --report junit --report-dir "$root/target/contract-report/$backend") \
     || status=1
   stop_server
 done

@@ -2,7 +2,7 @@
 //! is the whole cluster (the relay still publishes changes made by the CLI beside it).
 
 use async_trait::async_trait;
-use domain::bus::{BusError, NoticeStream, RevocationBus, RevocationNotice};
+use domain::bus::{BusError, Notice, NoticeStream, RevocationBus};
 use futures::StreamExt;
 use tokio::sync::{broadcast, watch};
 use tokio_stream::wrappers::BroadcastStream;
@@ -15,7 +15,7 @@ const CAPACITY: usize = 4096;
 
 /// A broadcast channel of notices.
 pub struct InProcessBus {
-    sender: broadcast::Sender<RevocationNotice>,
+    sender: broadcast::Sender<Notice>,
     health: std::sync::Arc<watch::Sender<BusHealth>>,
 }
 
@@ -39,7 +39,7 @@ impl InProcessBus {
 
 #[async_trait]
 impl RevocationBus for InProcessBus {
-    async fn publish(&self, notice: RevocationNotice) -> Result<(), BusError> {
+    async fn publish(&self, notice: Notice) -> Result<(), BusError> {
         // No receiver is not an error: nobody has anything cached to drop.
         let _ = self.sender.send(notice);
         Ok(())
@@ -69,6 +69,7 @@ impl RevocationBus for InProcessBus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use domain::bus::RevocationNotice;
     use domain::ids::KeyId;
 
     #[tokio::test]
@@ -76,10 +77,10 @@ mod tests {
         let (bus, health) = InProcessBus::new();
         let mut a = bus.subscribe();
         let mut b = bus.subscribe();
-        let notice = RevocationNotice {
+        let notice = Notice::Key(RevocationNotice {
             key_id: KeyId::new_v7(),
             stream_version: 3,
-        };
+        });
         bus.publish(notice).await.unwrap();
         assert_eq!(a.next().await, Some(notice));
         assert_eq!(b.next().await, Some(notice));
@@ -91,10 +92,10 @@ mod tests {
         let (bus, health) = InProcessBus::new();
         let mut slow = bus.subscribe();
         for v in 0..(CAPACITY as u64 + 10) {
-            bus.publish(RevocationNotice {
+            bus.publish(Notice::Key(RevocationNotice {
                 key_id: KeyId::new_v7(),
                 stream_version: v,
-            })
+            }))
             .await
             .unwrap();
         }

@@ -3,7 +3,8 @@
 //! - [`inprocess`]: a tokio broadcast channel, for the embedded default (one node);
 //! - [`nats`]: NATS core publish/subscribe on `<prefix>.keys.changed`, for many nodes.
 //!
-//! A notice carries a key id and the key stream's version, never a secret. Every change
+//! A notice carries a key id and the key stream's version (or, for a plan change, an
+//! organisation id and its stream's version), never a secret. Every change
 //! that the auth layer reads is published twice: at once by the node that handled the
 //! command (right after the append, see [`crate::auth::Authenticator::refresh`]), and
 //! reliably by the [`relay`], which follows the event store from a checkpoint of its own,
@@ -22,7 +23,7 @@ pub mod relay;
 use std::sync::Arc;
 use std::time::Duration;
 
-use domain::bus::{RevocationBus, RevocationNotice};
+use domain::bus::{Notice, RevocationBus};
 use tokio::sync::watch;
 
 /// The bus's state as this node sees it.
@@ -101,16 +102,17 @@ impl Bus {
     /// While the bus is down it is skipped (it would only queue up): the relay publishes
     /// every change again once the bus is back, and other nodes' caches are bounded by the
     /// TTL meanwhile.
-    pub async fn publish(&self, notice: RevocationNotice) {
+    pub async fn publish(&self, notice: impl Into<Notice>) {
         if !self.is_connected() {
             metrics::counter!("keyledger_bus_publish_skipped_total").increment(1);
             return;
         }
+        let notice = notice.into();
         match self.port.publish(notice).await {
             Ok(()) => metrics::counter!("keyledger_bus_published_total").increment(1),
             Err(e) => {
                 metrics::counter!("keyledger_bus_publish_errors_total").increment(1);
-                tracing::warn!(key_id = %notice.key_id, error = %e, "cannot publish a key change notice");
+                tracing::warn!(?notice, error = %e, "cannot publish a change notice");
             }
         }
     }

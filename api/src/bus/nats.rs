@@ -1,5 +1,6 @@
 //! The NATS bus: core publish/subscribe on `<prefix>.keys.changed`, JSON
-//! `{"key_id": "...", "stream_version": n}` (never a secret).
+//! `{"key_id": "...", "stream_version": n}` for a key, `{"org_id": "...", "stream_version": n}`
+//! for an organisation's plan (never a secret).
 //!
 //! NATS core delivers at most once, to whoever is connected at that moment. What can be
 //! missed is handled around it: the relay publishes every change again from the event
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions, Event};
 use async_trait::async_trait;
-use domain::bus::{BusError, NoticeStream, RevocationBus, RevocationNotice};
+use domain::bus::{BusError, Notice, NoticeStream, RevocationBus};
 use futures::StreamExt;
 use tokio::sync::watch;
 
@@ -96,7 +97,7 @@ fn on_event(health: &watch::Sender<BusHealth>, event: Event) {
 
 #[async_trait]
 impl RevocationBus for NatsBus {
-    async fn publish(&self, notice: RevocationNotice) -> Result<(), BusError> {
+    async fn publish(&self, notice: Notice) -> Result<(), BusError> {
         let payload =
             serde_json::to_vec(&notice).map_err(|e| BusError::Unavailable(e.to_string()))?;
         self.client
@@ -126,16 +127,14 @@ impl RevocationBus for NatsBus {
             })
             .flatten()
             .filter_map(|msg| {
-                std::future::ready(
-                    match serde_json::from_slice::<RevocationNotice>(&msg.payload) {
-                        Ok(n) => Some(n),
-                        Err(e) => {
-                            // Never log the payload: it is not ours to trust.
-                            tracing::warn!(error = %e, "ignoring a malformed key change notice");
-                            None
-                        }
-                    },
-                )
+                std::future::ready(match serde_json::from_slice::<Notice>(&msg.payload) {
+                    Ok(n) => Some(n),
+                    Err(e) => {
+                        // Never log the payload: it is not ours to trust.
+                        tracing::warn!(error = %e, "ignoring a malformed key change notice");
+                        None
+                    }
+                })
             })
             .boxed()
     }

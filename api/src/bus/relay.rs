@@ -1,5 +1,6 @@
 //! The revocation relay: a follower of the event store that publishes a notice for every
-//! change to a key that the auth layer reads. It runs as a projection (checkpoint
+//! change to a key that the auth layer reads, and for every plan change (the rate limiter
+//! caches plans). It runs as a projection (checkpoint
 //! `revocation_relay` in the read-model database, one leader per cluster), publishing
 //! before the checkpoint commits: a crash between a command's append and its node-local
 //! publish, or between a publish and the checkpoint, loses nothing (at worst a notice goes
@@ -10,8 +11,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
-use domain::bus::{RevocationBus, RevocationNotice};
-use domain::events::ApiKeyEvent;
+use domain::bus::{Notice, PlanNotice, RevocationBus, RevocationNotice};
+use domain::events::{ApiKeyEvent, OrganizationEvent};
 use domain::ids::StreamId;
 use domain::store::{EventStore, RecordedEvent};
 use projections::{Projection, ProjectionError, ReadDb};
@@ -34,16 +35,27 @@ impl RevocationRelay {
 
 /// The notice for a recorded event, if it is a key change the auth layer reads. An event
 /// this release cannot decode still gives a notice: reloading a key is always safe.
-pub fn notice_for(event: &RecordedEvent) -> Option<RevocationNotice> {
-    let Some(StreamId::ApiKey(key_id)) = StreamId::parse(&event.stream) else {
-        return None;
-    };
-    match ApiKeyEvent::from_recorded(event) {
-        Ok(decoded) => RevocationNotice::for_event(key_id, event.stream_version, &decoded),
-        Err(_) => Some(RevocationNotice {
-            key_id,
-            stream_version: event.stream_version,
-        }),
+pub fn notice_for(event: &RecordedEvent) -> Option<Notice> {
+    match StreamId::parse(&event.stream)? {
+        StreamId::ApiKey(key_id) => match ApiKeyEvent::from_recorded(event) {
+            Ok(decoded) => RevocationNotice::for_event(key_id, event.stream_version, &decoded)
+                .map(Notice::from),
+            Err(_) => Some(Notice::Key(RevocationNotice {
+                key_id,
+                stream_version: event.stream_version,
+            })),
+        },
+        // Only a plan change: the rate limiter caches the plan.
+        StreamId::Organization(org_id) => match OrganizationEvent::from_recorded(event) {
+            Ok(decoded) => {
+                PlanNotice::for_event(org_id, event.stream_version, &decoded).map(Notice::from)
+            }
+            Err(_) => Some(Notice::Plan(PlanNotice {
+                org_id,
+                stream_version: event.stream_version,
+            })),
+        },
+        _ => None,
     }
 }
 

@@ -410,7 +410,7 @@ pub async fn whoami(
                         .await
                         .ok()
                         .flatten()
-                        .map(|o| o.plan)
+                        .map(|o| (o.plan, o.version))
                 })
                 .await
                 .unwrap_or(Plan::Starter);

@@ -538,3 +538,60 @@ async fn when_the_leading_node_dies_the_other_goes_on_projecting() {
     )
     .await;
 }
+
+/// Polls `GET /whoami` on node `i` until its `RateLimit-Limit` reads `limit`; the time it took.
+async fn until_limit(
+    c: &Cluster,
+    i: usize,
+    token: &str,
+    limit: &str,
+    within: Duration,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let res = c
+            .node(i)
+            .client
+            .get(c.node(i).url("/whoami"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        if res
+            .headers()
+            .get("ratelimit-limit")
+            .and_then(|v| v.to_str().ok())
+            == Some(limit)
+        {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "node {i} still enforces {:?} after {within:?}",
+            res.headers().get("ratelimit-limit")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_plan_change_by_the_cli_reaches_every_nodes_rate_limiter_at_once() {
+    let (Some(_), Some(nats)) = (postgres_url(), nats_url()) else {
+        return;
+    };
+    // Arrange: both nodes have the enterprise plan (500 a minute) cached for the org.
+    let c = Cluster::start(2, &nats, &[]).await;
+    let (_, secret) = c.create_key(0, &["assets:read"]).await;
+    for i in [0, 1] {
+        until_limit(&c, i, &secret, "500", Duration::from_secs(5)).await;
+    }
+
+    // Act: the CLI (no node) moves the organisation to professional (100 a minute).
+    c.node(0).cli(&["orgs", "set-plan", &c.org, "professional"]);
+
+    // Assert: both nodes enforce the new limit well within the plan cache's 30 s.
+    for i in [0, 1] {
+        let delay = until_limit(&c, i, &secret, "100", Duration::from_secs(5)).await;
+        eprintln!("CLI plan change -> new limit on node {i}: {delay:?}");
+    }
+}

@@ -325,3 +325,38 @@ async fn shutdown_drains_the_usage_writer_on_postgres() {
         shutdown_drains_the_usage_writer(Backend::Postgres).await;
     }
 }
+
+#[tokio::test]
+async fn a_plan_change_by_the_cli_beside_a_running_node_reaches_its_rate_limiter_on_sqlite() {
+    // Arrange: the node has the enterprise plan (500 a minute) cached.
+    let app = spawn_app(Backend::Sqlite).await;
+    let (org, root) = app.bootstrap();
+    let limit_now = || async {
+        let res = app
+            .client
+            .get(app.url("/whoami"))
+            .bearer_auth(&root)
+            .send()
+            .await
+            .unwrap();
+        res.headers()["ratelimit-limit"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(limit_now().await, "500");
+
+    // Act: the CLI, another process, changes the plan.
+    app.cli(&["orgs", "set-plan", &org, "professional"]);
+
+    // Assert: the relay announces it on the in-process bus, well within the 30 s cache.
+    let started = std::time::Instant::now();
+    while limit_now().await != "100" {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "still the old plan's limit"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    eprintln!("CLI plan change -> new limit: {:?}", started.elapsed());
+}

@@ -7,6 +7,7 @@ mod audit;
 mod bounds;
 mod cluster;
 mod data;
+mod flood;
 mod helpers;
 mod hotpath;
 mod keys;
