@@ -57,9 +57,23 @@ pub enum ApiError {
     /// 405 `method_not_allowed`: the route exists but not with this method (with `Allow`).
     #[error("method not allowed")]
     MethodNotAllowed,
-    /// 409 `conflict`: the resource's state does not allow this (e.g. a revoked key).
+    /// 409 `conflict`: concurrent writers won every retry, or a request with this
+    /// `Idempotency-Key` is still in progress; sending it again may succeed.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// 409 `key_revoked`: the key is revoked; only revoking it again is accepted.
+    #[error("the key is revoked")]
+    KeyRevoked,
+    /// 409 `key_expired`: the key has expired; it cannot be rotated or given a new expiry.
+    #[error("the key has expired")]
+    KeyExpired,
+    /// 409 `key_rotated`: the key was rotated; it cannot be rotated again or given a new
+    /// expiry (its successor is named).
+    #[error("the key was rotated to {0}")]
+    KeyRotated(String),
+    /// 409 `already_exists`: the resource to create exists already.
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
     /// 412 `precondition_failed`: `If-Match` names an older version.
     #[error("precondition failed: current version is {current}")]
     PreconditionFailed {
@@ -128,6 +142,10 @@ impl ApiError {
             NotFound => (StatusCode::NOT_FOUND, "not_found"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            KeyRevoked => (StatusCode::CONFLICT, "key_revoked"),
+            KeyExpired => (StatusCode::CONFLICT, "key_expired"),
+            KeyRotated(_) => (StatusCode::CONFLICT, "key_rotated"),
+            AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists"),
             PreconditionFailed { .. } => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
             PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
@@ -165,6 +183,12 @@ impl ApiError {
             NotFound => "the resource does not exist".into(),
             MethodNotAllowed => "this resource does not support the method; see Allow".into(),
             Conflict(why) => why.clone(),
+            KeyRevoked => "the key is revoked; only revoking it again is accepted".into(),
+            KeyExpired => "the key has expired; it cannot be rotated or given a new expiry".into(),
+            KeyRotated(successor) => format!(
+                "the key was already rotated to {successor}; it cannot be rotated again or given a new expiry"
+            ),
+            AlreadyExists(why) => why.clone(),
             PreconditionFailed { current } => {
                 format!("If-Match does not match the current version {current}")
             }
@@ -300,16 +324,19 @@ impl From<commands::keys::CommandError> for ApiError {
             ),
             C::KeyLimitReached { limit } => ApiError::KeyLimitReached(limit),
             C::ScopeNotHeld(scope) => ApiError::ScopeNotHeld(scope.as_str().to_owned()),
-            C::KeyRevoked => ApiError::Conflict("the key is revoked".into()),
-            C::KeyExpired => ApiError::Conflict("the key has expired".into()),
+            C::KeyRevoked => ApiError::KeyRevoked,
+            C::KeyExpired => ApiError::KeyExpired,
+            C::KeyRotated { successor } => ApiError::KeyRotated(successor.to_string()),
+            C::AlreadyExists(why) => ApiError::AlreadyExists(why),
             C::PreconditionFailed { current } => ApiError::PreconditionFailed { current },
             C::Invalid { field, message } => ApiError::field(field, message),
-            C::Conflict(why) => ApiError::Unavailable(why),
+            // Contention is not an outage: 409, and the same request may be sent again.
+            e @ C::Contention { .. } => ApiError::Conflict(e.to_string()),
             C::Store(e) => match e {
                 domain::store::StoreError::Unavailable(why) => ApiError::Unavailable(why),
                 other => ApiError::Internal(other.to_string()),
             },
-            other => ApiError::Internal(other.to_string()),
+            C::Hash(why) => ApiError::Internal(why),
         }
     }
 }
@@ -326,5 +353,69 @@ impl From<projections::keys::QueryError> for ApiError {
             }
             other => ApiError::Internal(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use commands::keys::CommandError as C;
+    use domain::store::StoreError;
+
+    use super::*;
+
+    fn status_code(e: C) -> (u16, &'static str) {
+        let (status, code) = ApiError::from(e).status_and_code();
+        (status.as_u16(), code)
+    }
+
+    #[test]
+    fn it_should_answer_409_with_its_own_code_for_each_refusal_of_the_key_state() {
+        let successor = domain::KeyId::new_v7();
+        assert_eq!(
+            status_code(C::KeyRotated { successor }),
+            (409, "key_rotated")
+        );
+        assert_eq!(status_code(C::KeyRevoked), (409, "key_revoked"));
+        assert_eq!(status_code(C::KeyExpired), (409, "key_expired"));
+        assert_eq!(
+            status_code(C::AlreadyExists("organization already exists".into())),
+            (409, "already_exists")
+        );
+        let detail = ApiError::from(C::KeyRotated { successor }).problem().detail;
+        assert!(detail.contains(&successor.to_string()), "{detail}");
+    }
+
+    #[test]
+    fn it_should_answer_409_not_503_when_contention_won_every_retry() {
+        assert_eq!(
+            status_code(C::Contention { attempts: 25 }),
+            (409, "conflict")
+        );
+    }
+
+    #[test]
+    fn it_should_answer_503_only_for_a_store_outage() {
+        assert_eq!(
+            status_code(C::Store(StoreError::Unavailable(
+                "connection refused".into()
+            ))),
+            (503, "unavailable")
+        );
+        assert_eq!(
+            status_code(C::Store(StoreError::InvalidAppend("empty".into()))),
+            (500, "internal")
+        );
+    }
+
+    #[test]
+    fn it_should_answer_422_naming_the_field_for_a_refused_value() {
+        let e = ApiError::from(C::from(domain::apikey::Error::ReasonControlCharacter(
+            domain::values::ControlCharError { code: 0, index: 3 },
+        )));
+        assert_eq!(
+            e.status_and_code(),
+            (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+        );
+        assert_eq!(e.problem().field.as_deref(), Some("reason"));
     }
 }

@@ -1,10 +1,23 @@
 //! The OpenAPI document (generated from the handlers' annotations) and its interactive
 //! page, whose assets are inside the binary (no CDN).
+//!
+//! The annotations give each operation its parameters, body and success response;
+//! [`document`] then adds what is the same everywhere, from the one place that decides
+//! it, so that the document cannot drift from the server: each operation's scope in
+//! `security` (from [`crate::access::ROUTES`]), the error statuses it can answer (each as
+//! `application/problem+json` with the `Problem` schema), and the `RateLimit-*`,
+//! `Retry-After`, `ETag` and `Location` headers.
 
 use axum::Router;
+use axum::http::Method;
+use serde_json::{Map, Value, json};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
+
+use crate::access::{Access, access};
 
 use crate::app::AppState;
 use crate::error::{FieldError, Problem};
@@ -39,6 +52,10 @@ use crate::routes::{keys, platform, usage};
     components(schemas(
         Problem,
         FieldError,
+        ScopeName,
+        keys::KeyStatusName,
+        keys::EnvironmentName,
+        usage::GranularityName,
         keys::CreateKeyRequest,
         keys::UpdateKeyRequest,
         keys::RevokeKeyRequest,
@@ -96,7 +113,7 @@ const UI_PATH: &str = "/swagger-ui";
 /// `GET /openapi.json`, and `GET /docs`: the interactive page, answered directly (200,
 /// not a redirect) with its assets under `/swagger-ui/`.
 pub fn router() -> Router<AppState> {
-    let ui = SwaggerUi::new(UI_PATH).url("/openapi.json", ApiDoc::openapi());
+    let ui = SwaggerUi::new(UI_PATH).url("/openapi.json", document());
     Router::new()
         .merge(ui)
         .route("/docs", axum::routing::get(docs))
@@ -119,5 +136,402 @@ async fn docs() -> axum::response::Response {
         }
         _ => crate::error::ApiError::Internal("the Swagger UI page is missing".into())
             .into_response(),
+    }
+}
+
+/// A scope of the catalogue (`GET /scopes`): the values a key's `scopes` may hold.
+#[derive(Debug)]
+pub struct ScopeName;
+
+impl PartialSchema for ScopeName {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(domain::Scope::all().names()))
+            .description(Some("A scope of the catalogue"))
+            .into()
+    }
+}
+
+impl ToSchema for ScopeName {}
+
+/// The served document: the annotations' document with the contract's common parts added
+/// (see the module comment).
+pub fn document() -> utoipa::openapi::OpenApi {
+    let generated = ApiDoc::openapi();
+    let Ok(mut value) = serde_json::to_value(&generated) else {
+        return generated;
+    };
+    complete(&mut value);
+    // A test checks that the completed document reads back; should it ever not, the
+    // annotations' document is still served.
+    serde_json::from_value(value).unwrap_or(generated)
+}
+
+/// The error statuses an operation can answer, with what each means.
+fn error_description(status: u16) -> &'static str {
+    match status {
+        400 => "`malformed_json`: the body is not JSON; `bad_request`: a header is unusable",
+        401 => "`invalid_token`: no valid bearer token (with `WWW-Authenticate`)",
+        403 => {
+            "`insufficient_scope` (the scope is named), `scope_not_held`, `ip_not_allowed`, \
+             `plan_required` or `key_limit_reached`"
+        }
+        404 => "`not_found`: no such resource in this organisation",
+        409 => {
+            "`key_revoked`, `key_expired`, `key_rotated`, `already_exists`, or `conflict` \
+             (concurrent writers won every retry, or the same `Idempotency-Key` is in \
+             flight: send it again)"
+        }
+        412 => "`precondition_failed`: `If-Match` names an older version",
+        413 => "`payload_too_large`: the body is over 64 KiB",
+        415 => "`unsupported_media_type`: the body is not `application/json`",
+        422 => {
+            "`validation_failed` (every invalid field is named in `errors`) or \
+             `idempotency_key_reused`"
+        }
+        429 => {
+            "`rate_limited`: over the key's rate limit; `too_many_failed_attempts`: too many \
+             wrong tokens for this key id lately; `verification_busy`: too many unproven \
+             tokens waiting (see `Retry-After`)"
+        }
+        503 => "`unavailable`: a store is unreachable; retry later",
+        _ => "an error",
+    }
+}
+
+fn success_description(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No content",
+        _ => "Success",
+    }
+}
+
+fn header_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/headers/{name}") })
+}
+
+/// The headers that several responses carry, under `components.headers`.
+fn common_headers() -> Value {
+    let int = |description: &str| json!({"description": description, "schema": {"type": "integer", "minimum": 0}});
+    let text =
+        |description: &str| json!({"description": description, "schema": {"type": "string"}});
+    json!({
+        "RateLimit-Limit": int("Requests per minute the key may make."),
+        "RateLimit-Remaining": int("Requests it may still make now."),
+        "RateLimit-Reset": int("Seconds until the allowance is whole again."),
+        "RateLimit-Policy": text("The limit as the IETF draft's policy, e.g. `500;w=60`."),
+        "RateLimit": text("The IETF draft's combined field."),
+        "Retry-After": int("Seconds until a request may succeed."),
+        "ETag": text("The key's version, quoted; send it back in `If-Match`."),
+        "Location": text("Where the created resource is."),
+    })
+}
+
+const METHODS: [(&str, Method); 5] = [
+    ("get", Method::GET),
+    ("post", Method::POST),
+    ("put", Method::PUT),
+    ("patch", Method::PATCH),
+    ("delete", Method::DELETE),
+];
+
+/// Operations whose success response carries the key's version as `ETag`.
+const WITH_ETAG: [&str; 6] = [
+    "create_key",
+    "get_key",
+    "update_key",
+    "revoke_key",
+    "delete_key",
+    "rotate_key",
+];
+
+/// Operations whose 201 carries `Location`.
+const WITH_LOCATION: [&str; 4] = [
+    "create_key",
+    "rotate_key",
+    "create_work_order",
+    "create_asset",
+];
+
+/// Operations whose body may be left out.
+const OPTIONAL_BODY: [&str; 2] = ["revoke_key", "rotate_key"];
+
+/// Management operations that change a key (409 applies).
+const CHANGES_KEYS: [&str; 5] = [
+    "create_key",
+    "update_key",
+    "revoke_key",
+    "delete_key",
+    "rotate_key",
+];
+
+fn complete(doc: &mut Value) {
+    let Some(components) = doc.get_mut("components").and_then(Value::as_object_mut) else {
+        return;
+    };
+    components.insert("headers".into(), common_headers());
+    // A work-order PATCH must change something.
+    if let Some(patch) = components
+        .get_mut("schemas")
+        .and_then(|s| s.get_mut("UpdateWorkOrderRequest"))
+        .and_then(Value::as_object_mut)
+    {
+        patch.insert("minProperties".into(), json!(1));
+    }
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        for (name, method) in &METHODS {
+            if let Some(op) = item.get_mut(*name).and_then(Value::as_object_mut) {
+                complete_operation(path, method, op);
+            }
+        }
+    }
+}
+
+fn complete_operation(path: &str, method: &Method, op: &mut Map<String, Value>) {
+    let id = op
+        .get("operationId")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let rule = access(method, path);
+    if let Some(rule) = rule {
+        let scopes = match rule {
+            Access::AnyKey => json!([]),
+            Access::Scope(scope) => json!([scope.as_str()]),
+        };
+        op.insert("security".into(), json!([{ "bearer": scopes }]));
+    }
+    // An optional header or query parameter is left out, never `null`: drop the `null`
+    // that `Option<T>` adds to its type, or clients send the text "null".
+    if let Some(ps) = op.get_mut("parameters").and_then(Value::as_array_mut) {
+        for p in ps {
+            if let Some(types) = p
+                .get_mut("schema")
+                .and_then(|s| s.get_mut("type"))
+                .and_then(Value::as_array_mut)
+            {
+                types.retain(|t| t != "null");
+                if types.len() == 1 {
+                    let only = types[0].clone();
+                    if let Some(schema) = p.get_mut("schema").and_then(Value::as_object_mut) {
+                        schema.insert("type".into(), only);
+                    }
+                }
+            }
+        }
+    }
+    let params: Vec<(String, String)> = op
+        .get("parameters")
+        .and_then(Value::as_array)
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    let get = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+                    (get("in"), get("name"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let has_query = params.iter().any(|(at, _)| at == "query");
+    let has_header = params.iter().any(|(at, _)| at == "header");
+    let has_if_match = params.iter().any(|(_, n)| n == "If-Match");
+    let has_body = op.contains_key("requestBody");
+    if OPTIONAL_BODY.contains(&id.as_str())
+        && let Some(body) = op.get_mut("requestBody").and_then(Value::as_object_mut)
+    {
+        body.insert("required".into(), json!(false));
+    }
+
+    let mut errors: Vec<u16> = Vec::new();
+    if rule.is_some() {
+        errors.extend([401, 403, 429, 503]);
+        if path.contains('{') {
+            errors.push(404);
+        }
+        if has_body || has_header {
+            errors.push(400);
+        }
+        if has_body {
+            errors.extend([413, 415, 422]);
+        }
+        if has_query || has_header {
+            errors.push(422);
+        }
+        if CHANGES_KEYS.contains(&id.as_str()) {
+            errors.push(409);
+        }
+        if has_if_match {
+            errors.push(412);
+        }
+    }
+
+    let responses = op
+        .entry("responses")
+        .or_insert_with(|| json!({}))
+        .as_object_mut();
+    let Some(responses) = responses else {
+        return;
+    };
+    for status in errors {
+        responses
+            .entry(status.to_string())
+            .or_insert_with(|| json!({}));
+    }
+    for (code, response) in responses.iter_mut() {
+        let status: u16 = code.parse().unwrap_or(0);
+        let Some(response) = response.as_object_mut() else {
+            continue;
+        };
+        let described = response
+            .get("description")
+            .and_then(Value::as_str)
+            .is_some_and(|d| !d.is_empty());
+        // /readyz's 503 is its own JSON body, not a problem.
+        let problem = status >= 400 && rule.is_some();
+        if !described {
+            let text = if status >= 400 {
+                error_description(status)
+            } else {
+                success_description(status)
+            };
+            response.insert("description".into(), json!(text));
+        }
+        if problem {
+            response.insert(
+                "content".into(),
+                json!({"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}),
+            );
+        }
+        let mut headers = Map::new();
+        if rule.is_some() && status != 401 {
+            for name in [
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+                "RateLimit-Policy",
+                "RateLimit",
+            ] {
+                headers.insert(name.into(), header_ref(name));
+            }
+        }
+        if status == 429 {
+            headers.insert("Retry-After".into(), header_ref("Retry-After"));
+        }
+        if (200..300).contains(&status) && WITH_ETAG.contains(&id.as_str()) {
+            headers.insert("ETag".into(), header_ref("ETag"));
+        }
+        if status == 201 && WITH_LOCATION.contains(&id.as_str()) {
+            headers.insert("Location".into(), header_ref("Location"));
+        }
+        if !headers.is_empty() {
+            response.insert("headers".into(), Value::Object(headers));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn served() -> Value {
+        serde_json::to_value(document()).unwrap()
+    }
+
+    #[test]
+    fn it_should_document_every_route_of_the_access_table_with_its_scope() {
+        let doc = served();
+        for (method, path, rule) in crate::access::ROUTES {
+            let op = &doc["paths"][*path][method.as_str().to_ascii_lowercase()];
+            assert!(op.is_object(), "{method} {path} is not in the document");
+            let want = match rule {
+                Access::AnyKey => json!([]),
+                Access::Scope(scope) => json!([scope.as_str()]),
+            };
+            assert_eq!(
+                op["security"],
+                json!([{ "bearer": want }]),
+                "{method} {path}"
+            );
+        }
+    }
+
+    #[test]
+    fn it_should_read_back_the_completed_document() {
+        let generated = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let mut completed = generated.clone();
+        complete(&mut completed);
+        let read_back: utoipa::openapi::OpenApi =
+            serde_json::from_value(completed.clone()).unwrap();
+        assert_eq!(serde_json::to_value(read_back).unwrap(), completed);
+        assert_ne!(completed, generated);
+    }
+
+    #[test]
+    fn it_should_describe_every_response_and_serve_errors_as_problems() {
+        let doc = served();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for (status, response) in op["responses"].as_object().unwrap() {
+                    let described = response["description"].as_str().unwrap_or("");
+                    assert!(!described.is_empty(), "{method} {path} {status}");
+                    if status.starts_with('4') {
+                        assert!(
+                            response["content"]["application/problem+json"]["schema"]["$ref"]
+                                .as_str()
+                                .is_some_and(|r| r.ends_with("/Problem")),
+                            "{method} {path} {status}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn it_should_make_list_filters_query_parameters_and_bodies_of_revoke_and_rotate_optional() {
+        let doc = served();
+        let list = &doc["paths"]["/organizations/{org}/work-orders"]["get"];
+        for p in list["parameters"].as_array().unwrap() {
+            let name = p["name"].as_str().unwrap();
+            let want = if name == "org" { "path" } else { "query" };
+            assert_eq!(p["in"], want, "{name}");
+            if name != "org" {
+                assert_ne!(p["required"], json!(true), "{name}");
+            }
+        }
+        for path in [
+            "/organizations/{org}/api-keys/{id}/revoke",
+            "/organizations/{org}/api-keys/{id}/rotate",
+        ] {
+            let body = &doc["paths"][path]["post"]["requestBody"];
+            assert_eq!(body["required"], json!(false), "{path}");
+            let schema = &body["content"]["application/json"]["schema"];
+            assert!(schema["$ref"].is_string(), "{path}: {schema}");
+        }
+        let limit = doc["paths"]["/organizations/{org}/api-keys"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "limit")
+            .unwrap()
+            .clone();
+        assert_eq!(limit["schema"]["minimum"], 1);
+        assert_eq!(limit["schema"]["maximum"], 100);
+        let rotated =
+            &doc["paths"]["/organizations/{org}/api-keys/{id}/rotate"]["post"]["responses"]["409"];
+        assert!(
+            rotated["description"]
+                .as_str()
+                .unwrap()
+                .contains("key_rotated")
+        );
+        let limited = &doc["paths"]["/organizations/{org}/work-orders"]["get"]["responses"]["429"];
+        assert!(limited["headers"]["Retry-After"].is_object());
     }
 }

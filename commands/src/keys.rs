@@ -50,7 +50,7 @@ pub const BOOTSTRAP_ORG_NAME: &str = "default";
 pub const ROOT_KEY_NAME: &str = "root";
 
 /// How many times a command is decided before contention is reported as
-/// [`CommandError::Conflict`].
+/// [`CommandError::Contention`].
 const MAX_ATTEMPTS: u32 = 25;
 
 /// Events per `read_stream` call while loading an aggregate.
@@ -204,14 +204,28 @@ pub enum CommandError {
         /// Why.
         message: String,
     },
-    /// The command conflicts with the key's state (already rotated) or lost every retry
-    /// under contention (409).
-    #[error("conflict: {0}")]
-    Conflict(String),
+    /// The key was already rotated: it cannot be rotated again or given a new expiry
+    /// (409 `key_rotated`).
+    #[error("API key was already rotated to {successor}")]
+    KeyRotated {
+        /// Its successor.
+        successor: KeyId,
+    },
+    /// The key or organisation to create exists already (409 `already_exists`).
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// Another writer won every one of [`MAX_ATTEMPTS`] attempts (409 `conflict`): the
+    /// request may be sent again as is.
+    #[error("too much contention: gave up after {attempts} attempts; try again")]
+    Contention {
+        /// How many times the command was decided.
+        attempts: u32,
+    },
     /// The event store failed (503, or 500 for corrupt data).
     #[error(transparent)]
     Store(StoreError),
-    /// The token could not be generated or hashed (500). Never contains the token.
+    /// The token could not be generated or hashed, or a handler built a command the
+    /// domain refuses as a bug (500). Never contains the token.
     #[error("token generation failed: {0}")]
     Hash(String),
 }
@@ -241,11 +255,15 @@ impl From<apikey::Error> for CommandError {
                 field: "reason",
                 message: error.to_string(),
             },
-            E::AlreadyExists | E::AlreadyRotated { .. } | E::InvalidSuccessor => {
-                CommandError::Conflict(error.to_string())
-            }
-            // The handler builds the prefix from the token it generated: a bug, not input.
-            E::PrefixMismatch => CommandError::Hash(error.to_string()),
+            E::ReasonControlCharacter(_) => CommandError::Invalid {
+                field: "reason",
+                message: error.to_string(),
+            },
+            E::AlreadyRotated { successor } => CommandError::KeyRotated { successor },
+            E::AlreadyExists => CommandError::AlreadyExists(error.to_string()),
+            // The handler builds the prefix from the token it generated, and the successor
+            // id is a fresh UUID v7: a bug, not input.
+            E::PrefixMismatch | E::InvalidSuccessor => CommandError::Hash(error.to_string()),
         }
     }
 }
@@ -258,7 +276,7 @@ impl From<organization::Error> for CommandError {
             E::PlanRequired { .. } => CommandError::PlanRequired,
             E::KeyLimitReached { limit } => CommandError::KeyLimitReached { limit },
             E::AlreadyExists | E::KeyAlreadyIssued { .. } => {
-                CommandError::Conflict(error.to_string())
+                CommandError::AlreadyExists(error.to_string())
             }
         }
     }
@@ -322,9 +340,9 @@ impl Backoff {
         self.attempts += 1;
         if self.attempts >= MAX_ATTEMPTS {
             tracing::warn!(attempts = self.attempts, "gave up under contention");
-            return Err(CommandError::Conflict(format!(
-                "too much contention: gave up after {MAX_ATTEMPTS} attempts; try again"
-            )));
+            return Err(CommandError::Contention {
+                attempts: self.attempts,
+            });
         }
         tracing::debug!(attempt = self.attempts, "concurrent write; deciding again");
         let cap_ms = u64::from(self.attempts.min(10)) * 4;
@@ -393,7 +411,7 @@ impl KeyService {
         self.create_org_with_id(ctx, OrgId::new_v7(), name, plan, root_key_env)
             .await?
             // A fresh UUID v7 never names an existing stream.
-            .ok_or_else(|| CommandError::Conflict("organization already exists".into()))
+            .ok_or_else(|| CommandError::AlreadyExists("organization already exists".into()))
     }
 
     /// On an empty event store, creates the organisation `default` (plan enterprise,

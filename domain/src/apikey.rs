@@ -19,7 +19,7 @@ use crate::ids::{KeyId, OrgId};
 use crate::plan::Plan;
 use crate::scope::Scopes;
 use crate::token::{self, Environment};
-use crate::values::{AllowedIps, KeyName, RateLimit};
+use crate::values::{AllowedIps, ControlCharError, KeyName, RateLimit, check_multi_line};
 
 /// The events of this aggregate.
 pub type Event = ApiKeyEvent;
@@ -256,6 +256,11 @@ pub enum Error {
         /// [`MAX_REASON_CHARS`].
         max: usize,
     },
+    /// A revocation reason holding a control character other than a tab or a line break
+    /// (422 on `reason`). Checked before anything is written, so a revocation never fails
+    /// in the store because of its reason.
+    #[error("reason {0}")]
+    ReasonControlCharacter(ControlCharError),
     /// The prefix does not belong to the key id and environment (a handler bug; 500).
     #[error("prefix does not match the key id and environment")]
     PrefixMismatch,
@@ -398,6 +403,9 @@ fn revoke(key: &State, reason: Option<String>, now: DateTime<Utc>) -> Result<Vec
         return Err(Error::ReasonTooLong {
             max: MAX_REASON_CHARS,
         });
+    }
+    if let Some(text) = &reason {
+        check_multi_line(text).map_err(Error::ReasonControlCharacter)?;
     }
     Ok(vec![
         KeyRevoked {

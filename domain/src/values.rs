@@ -43,7 +43,7 @@ fn parse_name(input: &str) -> Result<String, NameError> {
             actual: chars,
             max: MAX_NAME_CHARS,
         })
-    } else if trimmed.chars().any(char::is_control) {
+    } else if check_single_line(trimmed).is_err() {
         Err(NameError::ControlCharacter)
     } else {
         Ok(trimmed.to_owned())
@@ -108,6 +108,45 @@ name_type!(
     /// An organisation's name: trimmed, 1 to 100 characters.
     OrgName
 );
+
+/// A control character in a text field: NUL (which Postgres `text` and `jsonb` cannot
+/// hold), escape sequences, C1 controls. Refused the same way on every back end, before
+/// anything is written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must not contain control characters (found U+{code:04X} at character {index})")]
+pub struct ControlCharError {
+    /// The offending character's code point.
+    pub code: u32,
+    /// Its position, in characters from the start.
+    pub index: usize,
+}
+
+fn first_control(input: &str, allowed: &[char]) -> Result<(), ControlCharError> {
+    match input
+        .chars()
+        .enumerate()
+        .find(|(_, c)| c.is_control() && !allowed.contains(c))
+    {
+        Some((index, c)) => Err(ControlCharError {
+            code: u32::from(c),
+            index,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Checks a one-line text field (a name, a title, a kind): no control character at all,
+/// not even a tab or a newline.
+pub fn check_single_line(input: &str) -> Result<(), ControlCharError> {
+    first_control(input, &[])
+}
+
+/// Checks a free-text field (a description, a revocation reason): tabs and line breaks
+/// (`\t`, `\n`, `\r`) are text; every other control character (NUL first of all) is
+/// refused.
+pub fn check_multi_line(input: &str) -> Result<(), ControlCharError> {
+    first_control(input, &['\t', '\n', '\r'])
+}
 
 /// Why an IP range was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -412,5 +451,26 @@ mod tests {
             serde_json::to_string(&RateLimit::parse(5).unwrap()).unwrap(),
             "5"
         );
+    }
+
+    #[test]
+    fn it_should_refuse_nul_and_escape_in_one_line_text_and_name_the_position() {
+        assert_eq!(
+            check_single_line("ab\u{0}c"),
+            Err(ControlCharError { code: 0, index: 2 })
+        );
+        assert!(check_single_line("a\u{1b}[31m").is_err());
+        assert!(check_single_line("a\tb").is_err());
+        assert!(check_single_line("a\u{85}b").is_err(), "C1 controls too");
+        assert!(check_single_line("Pump é 7 ✓").is_ok());
+    }
+
+    #[test]
+    fn it_should_allow_line_breaks_and_tabs_but_not_nul_in_free_text() {
+        assert!(check_multi_line("line one\r\nline two\tend").is_ok());
+        let err = check_multi_line("leaked\u{0}").unwrap_err();
+        assert_eq!(err.code, 0);
+        assert!(err.to_string().contains("U+0000"), "{err}");
+        assert!(check_multi_line("bell\u{7}").is_err());
     }
 }

@@ -58,13 +58,16 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
-    /// 1 to 100 characters.
+    /// 1 to 100 characters (trimmed), no control characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
-    /// Omitted: every data scope.
+    /// Omitted: every data scope. Only scopes the calling key holds may be granted.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::openapi::ScopeName>>)]
     pub scopes: Option<Vec<String>>,
     /// `live` (default) or `test`.
     #[serde(default)]
+    #[schema(value_type = Option<EnvironmentName>)]
     pub environment: Option<String>,
     /// IPv4/IPv6 CIDRs or addresses; empty or omitted: anywhere.
     #[serde(default)]
@@ -74,6 +77,7 @@ pub struct CreateKeyRequest {
     pub expires_at: Option<DateTime<Utc>>,
     /// 1 to 1,000,000; lower than the plan's to throttle this key.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub rate_limit_per_minute: Option<u64>,
 }
 
@@ -82,11 +86,13 @@ pub struct CreateKeyRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKeyRequest {
-    /// 1 to 100 characters.
+    /// 1 to 100 characters (trimmed), no control characters.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 100)]
     pub name: Option<String>,
     /// The new scope set (replaces the old one).
     #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::openapi::ScopeName>>)]
     pub scopes: Option<Vec<String>>,
     /// The new allowlist (replaces the old one); `[]` allows anywhere.
     #[serde(default)]
@@ -101,8 +107,10 @@ pub struct UpdateKeyRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeKeyRequest {
-    /// Why (at most 500 characters).
+    /// Why: at most 500 characters; line breaks and tabs are kept, other control
+    /// characters are refused.
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub reason: Option<String>,
 }
 
@@ -112,6 +120,7 @@ pub struct RevokeKeyRequest {
 pub struct RotateKeyRequest {
     /// How long the old key keeps working: 0 to 2,592,000 (30 days); default 3600.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 2_592_000)]
     pub grace_period_seconds: Option<i64>,
 }
 
@@ -126,14 +135,34 @@ where
 
 /// `?status=&limit=&cursor=`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// `active`, `revoked` or `expired`.
+    #[param(value_type = Option<KeyStatusName>)]
     pub status: Option<String>,
     /// 1 to 100, default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// From the previous page's `next_cursor`.
     pub cursor: Option<String>,
+}
+
+/// A key's status, as lists, details and the `status` filter name it (documentation only).
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum KeyStatusName {
+    Active,
+    Revoked,
+    Expired,
+}
+
+/// `live` or `test` (documentation only).
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum EnvironmentName {
+    Live,
+    Test,
 }
 
 /// A new key, with its secret: shown once.
@@ -535,7 +564,7 @@ where
 /// Create a key. The response holds its secret, shown once.
 #[utoipa::path(post, path = "/organizations/{org}/api-keys", tag = "api-keys",
     params(("org" = String, Path, description = "organisation id"),
-           ("Idempotency-Key" = Option<String>, Header, description = "replays the first response for the same request")),
+           ("Idempotency-Key" = Option<String>, Header, pattern = r"^[\x21-\x7E]{1,255}$", description = "1 to 255 visible ASCII characters: replays the first response to the same request; reused with another request it is a 422")),
     request_body = CreateKeyRequest,
     responses((status = 201, body = CreatedKeyResponse), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem), (status = 422, body = Problem)),
@@ -604,7 +633,13 @@ pub async fn list_keys(
     let page = state
         .0
         .key_queries
-        .list(org_id, status, limit, query.cursor.as_deref(), Utc::now())
+        .list(
+            org_id,
+            status,
+            limit,
+            query.cursor.as_deref().filter(|c| !c.is_empty()),
+            Utc::now(),
+        )
         .await?;
     Ok(Json(KeyPage {
         items: page.items.into_iter().map(KeySummary::from).collect(),
@@ -645,7 +680,7 @@ pub async fn get_key(
 /// updates (412).
 #[utoipa::path(patch, path = "/organizations/{org}/api-keys/{id}", tag = "api-keys",
     params(("org" = String, Path, description = "organisation id"), ("id" = String, Path, description = "key id"),
-           ("If-Match" = Option<String>, Header, description = "the ETag of the version being changed")),
+           ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,19}"?$"#, description = "the ETag of the version being changed (`\"3\"`); another version is a 412")),
     request_body = UpdateKeyRequest,
     responses((status = 200, body = KeyDetails), (status = 403, body = Problem), (status = 404, body = Problem),
               (status = 409, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)),
@@ -682,7 +717,7 @@ pub async fn update_key(
 /// they hear of it.
 #[utoipa::path(post, path = "/organizations/{org}/api-keys/{id}/revoke", tag = "api-keys",
     params(("org" = String, Path, description = "organisation id"), ("id" = String, Path, description = "key id")),
-    request_body(content = Option<RevokeKeyRequest>),
+    request_body(content = RevokeKeyRequest, description = "optional: an empty body revokes without a reason"),
     responses((status = 200, body = KeyDetails), (status = 403, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = [])))]
 pub async fn revoke_key(
@@ -744,8 +779,8 @@ async fn revoke(
 /// the old key keeps working for the grace period, then stops.
 #[utoipa::path(post, path = "/organizations/{org}/api-keys/{id}/rotate", tag = "api-keys",
     params(("org" = String, Path, description = "organisation id"), ("id" = String, Path, description = "key id"),
-           ("Idempotency-Key" = Option<String>, Header, description = "replays the first response for the same request")),
-    request_body(content = Option<RotateKeyRequest>),
+           ("Idempotency-Key" = Option<String>, Header, pattern = r"^[\x21-\x7E]{1,255}$", description = "1 to 255 visible ASCII characters: replays the first response to the same request; reused with another request it is a 422")),
+    request_body(content = RotateKeyRequest, description = "optional: an empty body keeps the default grace period"),
     responses((status = 201, body = CreatedKeyResponse), (status = 403, body = Problem), (status = 404, body = Problem),
               (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
@@ -797,6 +832,12 @@ pub async fn rotate_key(
         let mut extra = HeaderMap::new();
         let (k, v) = etag(created.key.version);
         extra.insert(k, v);
+        if let Ok(loc) = header::HeaderValue::from_str(&format!(
+            "/organizations/{org}/api-keys/{}",
+            created.key.id
+        )) {
+            extra.insert(header::LOCATION, loc);
+        }
         let body = serde_json::to_value(created_response(&created))
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok((StatusCode::CREATED, extra, body))

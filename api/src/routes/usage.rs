@@ -45,14 +45,27 @@ pub fn router() -> Router<AppState> {
 
 /// `?granularity=&from=&to=`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsageQuery {
     /// `minute`, `hour` (default) or `day`.
+    #[param(value_type = Option<GranularityName>)]
     pub granularity: Option<String>,
     /// RFC 3339; inclusive, rounded down to its bucket. Default: `to` minus 24 hours.
+    #[param(value_type = Option<DateTime<Utc>>)]
     pub from: Option<String>,
     /// RFC 3339; exclusive. Default: now.
+    #[param(value_type = Option<DateTime<Utc>>)]
     pub to: Option<String>,
+}
+
+/// A series' bucket size (documentation only).
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum GranularityName {
+    Minute,
+    Hour,
+    Day,
 }
 
 /// Call counters.
@@ -219,18 +232,19 @@ impl Window {
     /// Parses and checks the query (422 naming the field), with its defaults.
     fn parse(query: Result<Query<UsageQuery>, QueryRejection>) -> Result<Self, ApiError> {
         let Query(query) = query.map_err(|e| ApiError::field("query", e.body_text()))?;
+        // Present but empty is not a value (the document says enum / date-time): 422.
         let granularity = match query.granularity.as_deref() {
-            None | Some("") => Granularity::Hour,
+            None => Granularity::Hour,
             Some(raw) => raw
                 .parse::<Granularity>()
                 .map_err(|e| ApiError::field("granularity", e.to_string()))?,
         };
         let to = match query.to.as_deref() {
-            None | Some("") => Utc::now(),
+            None => Utc::now(),
             Some(raw) => parse_time("to", raw)?,
         };
         let from = match query.from.as_deref() {
-            None | Some("") => to - DEFAULT_WINDOW,
+            None => to - DEFAULT_WINDOW,
             Some(raw) => parse_time("from", raw)?,
         };
         // 422 naming `to` for a reversed range, `from` for too many buckets.
@@ -474,6 +488,12 @@ mod tests {
             "from"
         );
         assert_eq!(field_of(window("color=red").err().unwrap()), "query");
+        assert_eq!(field_of(window("to=").err().unwrap()), "to");
+        assert_eq!(field_of(window("from=").err().unwrap()), "from");
+        assert_eq!(
+            field_of(window("granularity=").err().unwrap()),
+            "granularity"
+        );
     }
 
     #[test]

@@ -269,6 +269,32 @@ fn it_should_refuse_an_overlong_reason() {
 }
 
 #[test]
+fn it_should_refuse_a_reason_with_a_nul_before_anything_is_written() {
+    given([created()])
+        .when(Command::Revoke {
+            reason: Some("leaked\u{0}in CI".into()),
+            now: t(5),
+        })
+        .then_error(Error::ReasonControlCharacter(
+            crate::values::ControlCharError { code: 0, index: 6 },
+        ));
+}
+
+#[test]
+fn it_should_keep_line_breaks_in_a_reason() {
+    given([created()])
+        .when(Command::Revoke {
+            reason: Some("leaked:\nsee ticket 42".into()),
+            now: t(5),
+        })
+        .then([KeyRevoked {
+            reason: Some("leaked:\nsee ticket 42".into()),
+            revoked_at: t(5),
+        }
+        .into()]);
+}
+
+#[test]
 fn it_should_revoke_idempotently() {
     given([created(), revoked(5)])
         .when(revoke(9))

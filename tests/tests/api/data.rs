@@ -833,3 +833,97 @@ async fn pagination_on_postgres() {
         pagination(Backend::Postgres).await;
     }
 }
+
+/// NUL and other control characters in any text field: 422 naming the field, on both back
+/// ends (Postgres `text`/`jsonb` cannot hold NUL), and a revoke with such a reason leaves
+/// nothing half done; a rotated key rotated again is 409 `key_rotated`, not a 503.
+async fn control_characters_are_refused_by_name(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (org, root) = app.bootstrap();
+    let c = &app.client;
+    for (body, field) in [
+        (json!({"title": "Pump\u{0}7", "priority": "High"}), "title"),
+        (
+            json!({"title": "Pump 7", "priority": "High", "description": "ok\nthen\u{0}"}),
+            "description",
+        ),
+    ] {
+        let (status, problem) = call(
+            c.post(work_orders_url(&app, &org))
+                .bearer_auth(&root)
+                .json(&body),
+        )
+        .await;
+        assert_field(status, &problem, field);
+    }
+    let assets = app.url(&format!("/organizations/{org}/assets"));
+    for (body, field) in [
+        (json!({"name": "P\u{0}"}), "name"),
+        (json!({"name": "Pump", "kind": "H\u{1b}[31mVAC"}), "kind"),
+        (
+            json!({"name": "Pump", "location": "Hall\u{0}A"}),
+            "location",
+        ),
+    ] {
+        let (status, problem) = call(c.post(&assets).bearer_auth(&root).json(&body)).await;
+        assert_field(status, &problem, field);
+    }
+    let (id, _) = create_key(&app, &org, &root, "victim", &["work-orders:read"]).await;
+    let (status, problem) = call(
+        c.post(app.url(&format!("/organizations/{org}/api-keys")))
+            .bearer_auth(&root)
+            .json(&json!({"name": "bad\u{0}name"})),
+    )
+    .await;
+    assert_field(status, &problem, "name");
+    let key_url = app.url(&format!("/organizations/{org}/api-keys/{id}"));
+    let (status, problem) = call(
+        c.post(format!("{key_url}/revoke"))
+            .bearer_auth(&root)
+            .json(&json!({"reason": "leaked\u{0}"})),
+    )
+    .await;
+    assert_field(status, &problem, "reason");
+    let (_, details) = call(c.get(&key_url).bearer_auth(&root)).await;
+    assert_eq!(details["status"], "active", "nothing was half written");
+    // A multi-line reason is text: accepted.
+    let (status, details) = call(
+        c.post(format!("{key_url}/revoke"))
+            .bearer_auth(&root)
+            .json(&json!({"reason": "leaked:\nsee INC-42"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{details}");
+    assert_eq!(details["status"], "revoked");
+
+    let (other, _) = create_key(&app, &org, &root, "to rotate", &["work-orders:read"]).await;
+    let rotate = app.url(&format!("/organizations/{org}/api-keys/{other}/rotate"));
+    let (status, _) = call(c.post(&rotate).bearer_auth(&root)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, problem) = call(c.post(&rotate).bearer_auth(&root)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(problem["code"], "key_rotated", "{problem}");
+    let (status, problem) = call(
+        c.patch(app.url(&format!("/organizations/{org}/api-keys/{other}")))
+            .bearer_auth(&root)
+            .json(&json!({"expires_at": null})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(problem["code"], "key_rotated", "{problem}");
+    let (status, problem) = call(c.post(format!("{key_url}/rotate")).bearer_auth(&root)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(problem["code"], "key_revoked", "{problem}");
+}
+
+#[tokio::test]
+async fn control_characters_are_refused_by_name_on_sqlite() {
+    control_characters_are_refused_by_name(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn control_characters_are_refused_by_name_on_postgres() {
+    if postgres_url().is_some() {
+        control_characters_are_refused_by_name(Backend::Postgres).await;
+    }
+}

@@ -33,10 +33,12 @@ pub const MAX_KIND_CHARS: usize = 100;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAssetRequest {
-    /// 1 to 200 characters (trimmed).
+    /// 1 to 200 characters (trimmed), no control characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
-    /// What it is (`"HVAC"`, `"Pump"`): 1 to 100 characters.
+    /// What it is (`"HVAC"`, `"Pump"`): 1 to 100 characters, no control characters.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 100)]
     pub kind: Option<String>,
     /// An existing location of the same organisation.
     #[serde(default)]
@@ -44,6 +46,7 @@ pub struct CreateAssetRequest {
     /// A location name (1 to 200 characters): the organisation's location of that exact
     /// name, created if there is none. Not together with `location_id`.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
     pub location: Option<String>,
 }
 
@@ -243,7 +246,13 @@ pub async fn create_asset(
     .await
     .map_err(db_error)?;
     tx.commit().await.map_err(db_error)?;
-    Ok((StatusCode::CREATED, Json(&asset)).into_response())
+    let mut res = (StatusCode::CREATED, Json(&asset)).into_response();
+    if let Ok(loc) =
+        axum::http::HeaderValue::from_str(&format!("/organizations/{org}/assets/{}", asset.id))
+    {
+        res.headers_mut().insert(axum::http::header::LOCATION, loc);
+    }
+    Ok(res)
 }
 
 /// List the organisation's assets, newest first.

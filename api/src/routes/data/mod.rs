@@ -93,7 +93,8 @@ where
         .map_err(|e| ApiError::Internal(format!("data API row, column {name}: {e}")))
 }
 
-/// Checks a text field's length in characters (after trimming) and returns it trimmed.
+/// Checks a one-line text field: its length in characters (after trimming) and no
+/// control character (NUL included, which Postgres cannot store); returns it trimmed.
 fn text_field(
     field: &str,
     raw: &str,
@@ -111,6 +112,9 @@ fn text_field(
             format!("must be at most {max} characters"),
         ));
         None
+    } else if let Err(e) = domain::values::check_single_line(trimmed) {
+        errors.push(crate::error::FieldError::new(field, e.to_string()));
+        None
     } else {
         Some(trimmed.to_owned())
     }
@@ -118,9 +122,11 @@ fn text_field(
 
 /// `?limit=&cursor=` of the asset and location lists.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// 1 to 100, default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// From the previous page's `next_cursor`.
     pub cursor: Option<String>,
@@ -252,5 +258,20 @@ mod tests {
         assert!(text_field("title", &"x".repeat(201), 200, &mut errors).is_none());
         assert_eq!(errors.len(), 2);
         assert_eq!(errors[0].field, "title");
+    }
+
+    #[test]
+    fn it_should_refuse_nul_and_other_control_characters_naming_the_field() {
+        let mut errors = Vec::new();
+        assert!(text_field("kind", "Pu\u{0}mp", 100, &mut errors).is_none());
+        assert!(text_field("location", "A\nB", 100, &mut errors).is_none());
+        assert_eq!(errors.len(), 2);
+        assert_eq!(errors[0].field, "kind");
+        assert!(
+            errors[0].message.contains("control"),
+            "{}",
+            errors[0].message
+        );
+        assert_eq!(errors[1].field, "location");
     }
 }

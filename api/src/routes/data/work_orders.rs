@@ -96,11 +96,14 @@ impl WorkOrderStatus {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkOrderRequest {
-    /// 1 to 200 characters (trimmed).
+    /// 1 to 200 characters (trimmed), no control characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
     pub priority: Priority,
-    /// At most 10,000 characters; blank means none.
+    /// At most 10,000 characters; blank means none. Line breaks and tabs are kept; other
+    /// control characters are refused.
     #[serde(default)]
+    #[schema(max_length = 10000)]
     pub description: Option<String>,
     /// An asset of the same organisation.
     #[serde(default)]
@@ -114,14 +117,15 @@ pub struct CreateWorkOrderRequest {
 pub struct UpdateWorkOrderRequest {
     #[serde(default)]
     pub status: Option<WorkOrderStatus>,
-    /// 1 to 200 characters (trimmed).
+    /// 1 to 200 characters (trimmed), no control characters.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
     pub title: Option<String>,
     #[serde(default)]
     pub priority: Option<Priority>,
     /// At most 10,000 characters; null or blank removes it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 10000)]
     pub description: Option<Option<String>>,
 }
 
@@ -136,11 +140,14 @@ where
 
 /// `?status=&limit=&cursor=`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WorkOrderListQuery {
     /// `Open`, `InProgress`, `Completed` or `Cancelled`.
+    #[param(value_type = Option<WorkOrderStatus>)]
     pub status: Option<String>,
     /// 1 to 100, default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// From the previous page's `next_cursor`.
     pub cursor: Option<String>,
@@ -207,6 +214,11 @@ fn description(raw: Option<&str>, errors: &mut Vec<FieldError>) -> Option<String
             "description",
             format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
         ));
+        return None;
+    }
+    // Line breaks and tabs are text here; NUL and the other control characters are not.
+    if let Err(e) = domain::values::check_multi_line(text) {
+        errors.push(FieldError::new("description", e.to_string()));
         return None;
     }
     Some(text.to_owned())

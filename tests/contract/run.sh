@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# The contract stage: the served OpenAPI document against outside tools, on the real
+# binary, on SQLite and on Postgres.
+#
+#   1. openapi-spec-validator: the document is valid OpenAPI 3.1;
+#   2. schemathesis (every check, every phase, stateful included; bounded in time):
+#      no 5xx, no undocumented status, every response matches the document;
+#   3. openapi-python-client: a client generated from /openapi.json runs the seeds' ERP
+#      and SCADA flows (tests/contract/flows.py), unmodified.
+#
+# Tools are pinned in tests/contract/requirements.txt and installed in a venv under
+# target/ (KEYLEDGER_CONTRACT_VENV to put it elsewhere). Postgres comes from
+# KEYLEDGER_TEST_POSTGRES_URL; unset, the Postgres run fails (CI never skips it) unless
+# KEYLEDGER_CONTRACT_BACKENDS=sqlite. KEYLEDGER_CONTRACT_MAX_TIME bounds each
+# schemathesis run (seconds, default 90).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+here=$root/tests/contract
+
+venv=${KEYLEDGER_CONTRACT_VENV:-$root/target/contract-venv}
+backends=${KEYLEDGER_CONTRACT_BACKENDS:-sqlite postgres}
+max_time=${KEYLEDGER_CONTRACT_MAX_TIME:-90}
+work=$(mktemp -d)
+server_pid=""
+
+cleanup() {
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+log() { printf '\n== contract: %s\n' "$*"; }
+
+# --- tools (pinned), reinstalled when requirements.txt changes
+stamp=$(sha256sum "$here/requirements.txt" | cut -c1-16)
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp" ]; then
+  log "installing $(grep -v '^#' "$here/requirements.txt" | tr '\n' ' ')"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q -r "$here/requirements.txt"
+  echo "$stamp" > "$venv/.stamp"
+fi
+
+log "building the binary"
+cargo build -q -p api --bin keyledger
+bin=$root/target/debug/keyledger
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Starts a server on a fresh database; sets base, CONTRACT_ORG, CONTRACT_TOKEN.
+start_server() {
+  local backend=$1 db
+  case $backend in
+    sqlite) db="sqlite://$work/contract.db?mode=rwc" ;;
+    postgres)
+      local admin=${KEYLEDGER_TEST_POSTGRES_URL:?the Postgres contract run needs KEYLEDGER_TEST_POSTGRES_URL}
+      local name="keyledger_contract_$$_$RANDOM"
+      psql "$admin" -qAtc "CREATE DATABASE $name" >/dev/null
+      db="${admin%/*}/$name"
+      ;;
+  esac
+  export KEYLEDGER_DATABASE_URL=$db KEYLEDGER_ENVIRONMENT=live
+  unset KEYLEDGER_EVENTSTORE_URL KEYLEDGER_NATS_URL
+  local created
+  created=$("$bin" orgs create --name contract --plan enterprise --json)
+  CONTRACT_ORG=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["org_id"])' <<<"$created")
+  CONTRACT_TOKEN=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["root_key"])' <<<"$created")
+  export CONTRACT_ORG CONTRACT_TOKEN
+  local port; port=$(free_port)
+  base="http://127.0.0.1:$port"
+  KEYLEDGER_LISTEN=127.0.0.1:$port RUST_LOG=${RUST_LOG:-warn} "$bin" serve --no-bootstrap \
+    >"$work/server-$backend.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 1 100); do
+    curl -fsS "$base/healthz" >/dev/null 2>&1 && return 0
+    kill -0 "$server_pid" 2>/dev/null || { cat "$work/server-$backend.log"; echo "FATAL: server exited" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "FATAL: the server did not answer on $base" >&2
+  exit 1
+}
+
+stop_server() {
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
+
+status=0
+for backend in $backends; do
+  log "$backend: starting the server"
+  start_server "$backend"
+  curl -fsS "$base/openapi.json" -o "$work/openapi.json"
+
+  log "$backend: openapi-spec-validator"
+  "$venv/bin/openapi-spec-validator" "$work/openapi.json" || status=1
+
+  log "$backend: generated Python client, the seeds' ERP and SCADA flows"
+  rm -rf "$work/client"
+  (cd "$work" && "$venv/bin/openapi-python-client" generate --path openapi.json \
+      --output-path client --meta none --overwrite >"$work/generate.log" 2>&1) \
+    || { cat "$work/generate.log"; status=1; }
+  PYTHONPATH="$work" CONTRACT_BASE=$base \
+    "$venv/bin/python" "$here/flows.py" || status=1
+
+  log "$backend: schemathesis (all checks, all phases, ${max_time}s)"
+  # From the temporary directory: schemathesis keeps a cache in its working directory.
+  (cd "$work" && "$venv/bin/schemathesis" --config-file "$here/schemathesis.toml" run "$base/openapi.json" \
+      --url "$base" --checks all --phases examples,coverage,fuzzing,stateful \
+      --max-time "$max_time" --workers 2 --seed 42 \
+      --report junit --report-dir "$root/target/contract-report/$backend") \
+    || status=1
+  stop_server
+done
+
+if [ "$status" != 0 ]; then
+  echo "contract: FAILED (see above)" >&2
+fi
+exit "$status"
