@@ -32,7 +32,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 use chrono::Utc;
 use commands::hashing;
-use commands::keys::KeyService;
+use commands::keys::{CommandError, KeyService};
 use domain::apikey::{self, KeyStatus};
 use domain::bus::RevocationNotice;
 use domain::ids::{KeyId, OrgId};
@@ -70,6 +70,8 @@ pub enum AuthFailure {
     Revoked,
     /// The key has expired.
     Expired,
+    /// The key's lifecycle stream fails its hash-chain check (401 `key_integrity`).
+    Integrity,
 }
 
 impl AuthFailure {
@@ -83,6 +85,7 @@ impl AuthFailure {
             AuthFailure::BadSecret => "bad_secret",
             AuthFailure::Revoked => "revoked",
             AuthFailure::Expired => "expired",
+            AuthFailure::Integrity => "key_integrity",
         }
     }
 
@@ -104,6 +107,16 @@ impl AuthFailure {
             AuthFailure::UnknownKey | AuthFailure::BadSecret => "the key is not valid".into(),
             AuthFailure::Revoked => "the key has been revoked".into(),
             AuthFailure::Expired => "the key has expired".into(),
+            AuthFailure::Integrity => "the key's stored history failed its integrity check".into(),
+        }
+    }
+
+    /// The 401 answered for this failure: `key_integrity` for a broken chain, else
+    /// `invalid_token`; both carry `WWW-Authenticate`.
+    pub fn to_error(self, server: Environment) -> ApiError {
+        match self {
+            AuthFailure::Integrity => ApiError::Integrity(crate::error::Integrity::Authentication),
+            other => ApiError::Unauthenticated(other.detail(server)),
         }
     }
 }
@@ -127,6 +140,9 @@ pub struct Authenticator {
     /// `sha256(token)` of the token argon2 accepted, per key.
     verified: Cache<KeyId, [u8; 32]>,
     unknown: Cache<KeyId, ()>,
+    /// Keys whose lifecycle stream failed its hash-chain check, refused for a while
+    /// (the unconnected cache TTL) without a store read.
+    broken: Cache<KeyId, ()>,
     environment: Environment,
     bus: Bus,
     config: CacheConfig,
@@ -152,6 +168,10 @@ impl Authenticator {
             unknown: Cache::builder()
                 .max_capacity(config.capacity)
                 .time_to_live(Duration::from_secs(300))
+                .build(),
+            broken: Cache::builder()
+                .max_capacity(config.capacity)
+                .time_to_live(config.ttl)
                 .build(),
             environment,
             bus,
@@ -201,11 +221,21 @@ impl Authenticator {
                 if cached.is_none() && self.unknown.contains_key(&parsed.key_id) {
                     return Err(AuthFailure::UnknownKey);
                 }
+                // A key whose chain was found broken is refused without reading it again
+                // for a while (like an unknown id), so presenting it costs no store reads.
+                if cached.is_none() && self.broken.contains_key(&parsed.key_id) {
+                    return Err(AuthFailure::Integrity);
+                }
                 let state = match self.keys.load_key(parsed.key_id).await {
                     Ok(Some(state)) => state,
                     Ok(None) => {
                         self.unknown.insert(parsed.key_id, ()).await;
                         return Err(AuthFailure::UnknownKey);
+                    }
+                    Err(CommandError::Integrity(_)) => {
+                        // Already logged and counted by the load (once per break).
+                        self.broken.insert(parsed.key_id, ()).await;
+                        return Err(AuthFailure::Integrity);
                     }
                     Err(e) => {
                         // Fail closed: a state too old to trust is not used.
@@ -315,6 +345,7 @@ impl Authenticator {
     pub async fn on_notice(&self, notice: RevocationNotice) {
         metrics::counter!("keyledger_bus_notices_received_total").increment(1);
         self.unknown.invalidate(&notice.key_id).await;
+        self.broken.invalidate(&notice.key_id).await;
         if let Some(entry) = self.cache.get(&notice.key_id).await
             && entry.state.version >= notice.stream_version
         {
@@ -328,6 +359,7 @@ impl Authenticator {
         metrics::counter!("keyledger_key_cache_resets_total").increment(1);
         self.cache.invalidate_all();
         self.unknown.invalidate_all();
+        self.broken.invalidate_all();
     }
 
     /// Follows the bus for ever: notices update the cache, resets drop it.

@@ -144,7 +144,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
 
 fn unauthenticated(failure: AuthFailure, environment: domain::token::Environment) -> Response {
     metrics::counter!("keyledger_auth_failures_total", "reason" => failure.as_str()).increment(1);
-    ApiError::Unauthenticated(failure.detail(environment)).into_response()
+    failure.to_error(environment).into_response()
 }
 
 /// `RateLimit-Limit`, `-Remaining`, `-Reset`, and the IETF draft's structured

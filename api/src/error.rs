@@ -24,6 +24,17 @@ impl FieldError {
     }
 }
 
+/// What failed its integrity check, for [`ApiError::Integrity`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Integrity {
+    /// A bearer token's key (401).
+    Authentication,
+    /// The key a command is about (409).
+    Key,
+    /// The organisation a command is about (409).
+    Organization,
+}
+
 /// An error answered to an HTTP client.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -57,6 +68,13 @@ pub enum ApiError {
     /// 409 `conflict`: the resource's state does not allow this (e.g. a revoked key).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A hash chain is broken (`domain::chain`): 401 `key_integrity` (with
+    /// `WWW-Authenticate`) for a token whose key's stream fails its check; 409
+    /// `key_integrity` for a command on such a key; 409 `org_integrity` for a command on
+    /// an organisation whose stream fails it. The detail names neither the event nor the
+    /// break: that goes to the log and to `keyledger audit`.
+    #[error("integrity check failed: {0:?}")]
+    Integrity(Integrity),
     /// 412 `precondition_failed`: `If-Match` names an older version.
     #[error("precondition failed: current version is {current}")]
     PreconditionFailed {
@@ -110,6 +128,11 @@ impl ApiError {
             KeyLimitReached(_) => (StatusCode::FORBIDDEN, "key_limit_reached"),
             NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Integrity(self::Integrity::Authentication) => {
+                (StatusCode::UNAUTHORIZED, "key_integrity")
+            }
+            Integrity(self::Integrity::Key) => (StatusCode::CONFLICT, "key_integrity"),
+            Integrity(self::Integrity::Organization) => (StatusCode::CONFLICT, "org_integrity"),
             PreconditionFailed { .. } => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
             PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
@@ -138,6 +161,19 @@ impl ApiError {
             ),
             NotFound => "the resource does not exist".into(),
             Conflict(why) => why.clone(),
+            Integrity(self::Integrity::Authentication) => {
+                "the key's stored history failed its integrity check; \
+                 the key cannot be used until an administrator restores it"
+                    .into()
+            }
+            Integrity(self::Integrity::Key) => "the key's stored history failed its integrity \
+                 check; it cannot be changed until an administrator restores it"
+                .into(),
+            Integrity(self::Integrity::Organization) => {
+                "the organisation's stored history failed its integrity check; \
+                 it cannot be changed until an administrator restores it"
+                    .into()
+            }
             PreconditionFailed { current } => {
                 format!("If-Match does not match the current version {current}")
             }
@@ -228,7 +264,7 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static("application/problem+json"),
         );
         match &self {
-            ApiError::Unauthenticated(_) => {
+            ApiError::Unauthenticated(_) | ApiError::Integrity(Integrity::Authentication) => {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static(r#"Bearer realm="keyledger", error="invalid_token""#),
@@ -264,6 +300,8 @@ impl From<commands::keys::CommandError> for ApiError {
             C::KeyRevoked => ApiError::Conflict("the key is revoked".into()),
             C::KeyExpired => ApiError::Conflict("the key has expired".into()),
             C::PreconditionFailed { current } => ApiError::PreconditionFailed { current },
+            C::Integrity(broken) if broken.is_org() => ApiError::Integrity(Integrity::Organization),
+            C::Integrity(_) => ApiError::Integrity(Integrity::Key),
             C::Invalid { field, message } => ApiError::field(field, message),
             C::Conflict(why) => ApiError::Unavailable(why),
             C::Store(e) => match e {

@@ -234,6 +234,23 @@ pub struct ChainBreak {
     pub kind: BreakKind,
 }
 
+impl ChainBreak {
+    /// `org` for an organisation stream, `apikey` for a key's lifecycle stream: a fixed
+    /// set, fit for a metric label.
+    pub fn stream_kind(&self) -> &'static str {
+        if self.stream.starts_with(ORG_STREAM_PREFIX) {
+            "org"
+        } else {
+            "apikey"
+        }
+    }
+
+    /// Whether the broken stream is an organisation's.
+    pub fn is_org(&self) -> bool {
+        self.stream.starts_with(ORG_STREAM_PREFIX)
+    }
+}
+
 impl fmt::Display for ChainBreak {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
