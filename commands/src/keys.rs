@@ -882,7 +882,10 @@ impl KeyService {
     {
         let mut fold = CheckedFold::<A>::new();
         loop {
-            let batch = self.store.read_stream(stream, fold.version + 1, PAGE).await?;
+            let batch = self
+                .store
+                .read_stream(stream, fold.version + 1, PAGE)
+                .await?;
             let full = batch.len() == PAGE;
             for recorded in &batch {
                 let decoded = fold.apply(recorded);

@@ -33,8 +33,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::{Mutex, OnceLock, PoisonError};
 use std::fmt::Write as _;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
@@ -700,15 +700,11 @@ mod tests {
         }
         assert_eq!(fold.version, 3);
         assert!(fold.first_break().is_none());
-        assert_eq!(
-            fold.state.map(|o| o.plan),
-            Some(crate::Plan::Enterprise)
-        );
+        assert_eq!(fold.state.map(|o| o.plan), Some(crate::Plan::Enterprise));
     }
 
     #[test]
-    fn given_an_event_edited_in_the_database_the_checked_fold_should_name_it_and_keep_folding()
-    {
+    fn given_an_event_edited_in_the_database_the_checked_fold_should_name_it_and_keep_folding() {
         let mut events = org_stream();
         events[1].data["plan"] = "enterprise".into();
         let mut fold = CheckedFold::<crate::organization::Organization>::new();
@@ -718,7 +714,10 @@ mod tests {
             .collect();
         assert_eq!(marks, vec![0, 1, 0]);
         let first = fold.first_break().unwrap();
-        assert_eq!((first.stream_version, &first.kind), (2, &BreakKind::Altered));
+        assert_eq!(
+            (first.stream_version, &first.kind),
+            (2, &BreakKind::Altered)
+        );
         assert_eq!(fold.version, 3, "the fold goes on past the break");
     }
 

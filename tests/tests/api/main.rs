@@ -10,4 +10,5 @@ mod helpers;
 mod hotpath;
 mod keys;
 mod platform;
+mod tamper;
 mod usage;
