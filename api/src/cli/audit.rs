@@ -35,7 +35,9 @@ pub struct AuditArgs {
     /// Print only the key's state at this moment (RFC 3339), e.g. 2025-03-01T09:00:00Z.
     #[arg(long)]
     at: Option<DateTime<Utc>>,
-    /// NDJSON: one `{position, stream_version, type, recorded_at, actor, state}` per line.
+    /// NDJSON: one `{position, stream_version, type, recorded_at, actor, state}` per line
+    /// (plus `integrity: "broken"` and `integrity_problem` on an event that fails its
+    /// hash-chain check).
     #[arg(long)]
     json: bool,
     #[command(flatten)]
