@@ -32,7 +32,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 use chrono::Utc;
 use commands::hashing;
-use commands::keys::KeyService;
+use commands::keys::{CommandError, KeyService};
 use domain::apikey::{self, KeyStatus};
 use domain::bus::{Notice, PlanNotice, RevocationNotice};
 use domain::ids::{KeyId, OrgId};
@@ -79,6 +79,8 @@ pub enum AuthFailure {
     },
     /// Too many unproven tokens wait for argon2 (429 `verification_busy`).
     Busy,
+    /// The key's lifecycle stream fails its hash-chain check (401 `key_integrity`).
+    Integrity,
 }
 
 impl AuthFailure {
@@ -94,6 +96,7 @@ impl AuthFailure {
             AuthFailure::Expired => "expired",
             AuthFailure::TooManyFailures { .. } => "too_many_failures",
             AuthFailure::Busy => "verification_busy",
+            AuthFailure::Integrity => "key_integrity",
         }
     }
 
@@ -119,6 +122,21 @@ impl AuthFailure {
                 "too many failed attempts for this key; retry later".into()
             }
             AuthFailure::Busy => "too many keys are being verified; retry shortly".into(),
+            AuthFailure::Integrity => "the key's stored history failed its integrity check".into(),
+        }
+    }
+
+    /// The error answered for this failure: 401 `key_integrity` for a broken chain, 429
+    /// for the bounds on unproven tokens, else 401 `invalid_token` (401s carry
+    /// `WWW-Authenticate`).
+    pub fn to_error(self, server: Environment) -> ApiError {
+        match self {
+            AuthFailure::Integrity => ApiError::Integrity(crate::error::Integrity::Authentication),
+            AuthFailure::TooManyFailures { retry_after_secs } => {
+                ApiError::TooManyFailedAttempts { retry_after_secs }
+            }
+            AuthFailure::Busy => ApiError::VerificationBusy,
+            other => ApiError::Unauthenticated(other.detail(server)),
         }
     }
 }
@@ -146,6 +164,9 @@ pub struct Authenticator {
     proof: ProofLimits,
     /// Per-key rate limits and the plans they follow (plan notices update them).
     limits: RateLimits,
+    /// Keys whose lifecycle stream failed its hash-chain check, refused for a while
+    /// (the unconnected cache TTL) without a store read.
+    broken: Cache<KeyId, ()>,
     environment: Environment,
     bus: Bus,
     config: CacheConfig,
@@ -176,6 +197,10 @@ impl Authenticator {
                 .build(),
             proof: ProofLimits::new(proof),
             limits,
+            broken: Cache::builder()
+                .max_capacity(config.capacity)
+                .time_to_live(config.ttl)
+                .build(),
             environment,
             bus,
             config,
@@ -224,11 +249,21 @@ impl Authenticator {
                 if cached.is_none() && self.unknown.contains_key(&parsed.key_id) {
                     return Err(AuthFailure::UnknownKey);
                 }
+                // A key whose chain was found broken is refused without reading it again
+                // for a while (like an unknown id), so presenting it costs no store reads.
+                if cached.is_none() && self.broken.contains_key(&parsed.key_id) {
+                    return Err(AuthFailure::Integrity);
+                }
                 let state = match self.keys.load_key(parsed.key_id).await {
                     Ok(Some(state)) => state,
                     Ok(None) => {
                         self.unknown.insert(parsed.key_id, ()).await;
                         return Err(AuthFailure::UnknownKey);
+                    }
+                    Err(CommandError::Integrity(_)) => {
+                        // Already logged and counted by the load (once per break).
+                        self.broken.insert(parsed.key_id, ()).await;
+                        return Err(AuthFailure::Integrity);
                     }
                     Err(e) => {
                         // Fail closed: a state too old to trust is not used.
@@ -406,6 +441,7 @@ impl Authenticator {
     async fn on_key_notice(&self, notice: RevocationNotice) {
         metrics::counter!("keyledger_bus_notices_received_total").increment(1);
         self.unknown.invalidate(&notice.key_id).await;
+        self.broken.invalidate(&notice.key_id).await;
         if let Some(entry) = self.cache.get(&notice.key_id).await
             && entry.state.version >= notice.stream_version
         {
@@ -420,6 +456,7 @@ impl Authenticator {
         self.cache.invalidate_all();
         self.unknown.invalidate_all();
         self.limits.forget_all_plans();
+        self.broken.invalidate_all();
     }
 
     /// The rate limits this node enforces (plans follow the bus with the keys).

@@ -160,14 +160,7 @@ fn method_not_allowed(route: &str) -> Response {
 
 fn unauthenticated(failure: AuthFailure, environment: domain::token::Environment) -> Response {
     metrics::counter!("keyledger_auth_failures_total", "reason" => failure.as_str()).increment(1);
-    match failure {
-        AuthFailure::TooManyFailures { retry_after_secs } => {
-            ApiError::TooManyFailedAttempts { retry_after_secs }
-        }
-        AuthFailure::Busy => ApiError::VerificationBusy,
-        other => ApiError::Unauthenticated(other.detail(environment)),
-    }
-    .into_response()
+    failure.to_error(environment).into_response()
 }
 
 /// `RateLimit-Limit`, `-Remaining`, `-Reset`, and the IETF draft's structured

@@ -24,6 +24,17 @@ impl FieldError {
     }
 }
 
+/// What failed its integrity check, for [`ApiError::Integrity`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Integrity {
+    /// A bearer token's key (401).
+    Authentication,
+    /// The key a command is about (409).
+    Key,
+    /// The organisation a command is about (409).
+    Organization,
+}
+
 /// An error answered to an HTTP client.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -74,6 +85,13 @@ pub enum ApiError {
     /// 409 `already_exists`: the resource to create exists already.
     #[error("already exists: {0}")]
     AlreadyExists(String),
+    /// A hash chain is broken (`domain::chain`): 401 `key_integrity` (with
+    /// `WWW-Authenticate`) for a token whose key's stream fails its check; 409
+    /// `key_integrity` for a command on such a key; 409 `org_integrity` for a command on
+    /// an organisation whose stream fails it. The detail names neither the event nor the
+    /// break: that goes to the log and to `keyledger audit`.
+    #[error("integrity check failed: {0:?}")]
+    Integrity(Integrity),
     /// 412 `precondition_failed`: `If-Match` names an older version.
     #[error("precondition failed: current version is {current}")]
     PreconditionFailed {
@@ -146,6 +164,11 @@ impl ApiError {
             KeyExpired => (StatusCode::CONFLICT, "key_expired"),
             KeyRotated(_) => (StatusCode::CONFLICT, "key_rotated"),
             AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists"),
+            Integrity(self::Integrity::Authentication) => {
+                (StatusCode::UNAUTHORIZED, "key_integrity")
+            }
+            Integrity(self::Integrity::Key) => (StatusCode::CONFLICT, "key_integrity"),
+            Integrity(self::Integrity::Organization) => (StatusCode::CONFLICT, "org_integrity"),
             PreconditionFailed { .. } => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
             PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
@@ -189,6 +212,19 @@ impl ApiError {
                 "the key was already rotated to {successor}; it cannot be rotated again or given a new expiry"
             ),
             AlreadyExists(why) => why.clone(),
+            Integrity(self::Integrity::Authentication) => {
+                "the key's stored history failed its integrity check; \
+                 the key cannot be used until an administrator restores it"
+                    .into()
+            }
+            Integrity(self::Integrity::Key) => "the key's stored history failed its integrity \
+                 check; it cannot be changed until an administrator restores it"
+                .into(),
+            Integrity(self::Integrity::Organization) => {
+                "the organisation's stored history failed its integrity check; \
+                 it cannot be changed until an administrator restores it"
+                    .into()
+            }
             PreconditionFailed { current } => {
                 format!("If-Match does not match the current version {current}")
             }
@@ -287,7 +323,7 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static("application/problem+json"),
         );
         match &self {
-            ApiError::Unauthenticated(_) => {
+            ApiError::Unauthenticated(_) | ApiError::Integrity(Integrity::Authentication) => {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static(r#"Bearer realm="keyledger", error="invalid_token""#),
@@ -329,6 +365,8 @@ impl From<commands::keys::CommandError> for ApiError {
             C::KeyRotated { successor } => ApiError::KeyRotated(successor.to_string()),
             C::AlreadyExists(why) => ApiError::AlreadyExists(why),
             C::PreconditionFailed { current } => ApiError::PreconditionFailed { current },
+            C::Integrity(broken) if broken.is_org() => ApiError::Integrity(Integrity::Organization),
+            C::Integrity(_) => ApiError::Integrity(Integrity::Key),
             C::Invalid { field, message } => ApiError::field(field, message),
             // Contention is not an outage: 409, and the same request may be sent again.
             e @ C::Contention { .. } => ApiError::Conflict(e.to_string()),

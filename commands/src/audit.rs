@@ -8,6 +8,56 @@ use domain::events::wire;
 use domain::ids::{KeyId, OrgId};
 use domain::store::{EventStore, StoreError};
 
+/// Which reader found a broken chain: the `reader` label of
+/// `keyledger_integrity_failures_total` (a fixed set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// A command handler or a key cache fill (`commands::keys`).
+    Commands,
+    /// A replay for auditors (`keyledger audit KEY`, `GET .../events`).
+    Audit,
+}
+
+impl Reader {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reader::Commands => "commands",
+            Reader::Audit => "audit",
+        }
+    }
+}
+
+/// Reports a broken chain found by `reader`: counts it in
+/// `keyledger_integrity_failures_total{stream="apikey"|"org", reader=...}` every time,
+/// and logs it at ERROR (naming the stream and version) the first time this process
+/// meets it ([`domain::chain::first_report`]), at DEBUG afterwards. The projections
+/// report theirs the same way, with `reader="projection"`.
+pub fn report_break(reader: Reader, broken: &ChainBreak) {
+    metrics::counter!(
+        "keyledger_integrity_failures_total",
+        "stream" => broken.stream_kind(),
+        "reader" => reader.as_str(),
+    )
+    .increment(1);
+    if domain::chain::first_report(broken) {
+        tracing::error!(
+            stream = %broken.stream,
+            stream_version = broken.stream_version,
+            position = broken.position,
+            reader = reader.as_str(),
+            "hash chain broken: {}; the stream is not trusted",
+            broken.kind
+        );
+    } else {
+        tracing::debug!(
+            stream = %broken.stream,
+            stream_version = broken.stream_version,
+            "hash chain broken (already reported)"
+        );
+    }
+}
+
 /// Events per read while verifying or exporting.
 pub const PAGE: usize = 1_000;
 

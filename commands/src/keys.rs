@@ -21,7 +21,8 @@ use argon2::password_hash::rand_core::{OsRng, RngCore};
 use chrono::{DateTime, TimeDelta, Utc};
 use domain::aggregate::Aggregate;
 use domain::apikey::{self, ApiKey, KeyStatus};
-use domain::events::{ApiKeyEvent, DomainEvent, OrganizationEvent};
+use domain::chain::{ChainBreak, CheckedFold};
+use domain::events::{ApiKeyEvent, OrganizationEvent};
 use domain::organization::{self, Organization};
 use domain::scope::{ScopeError, ensure_can_grant};
 use domain::store::{
@@ -221,6 +222,12 @@ pub enum CommandError {
         /// How many times the command was decided.
         attempts: u32,
     },
+    /// The stream's hash chain is broken: an event was altered, deleted, reordered or
+    /// had its hash stripped (`domain::chain`). Nothing decided from that stream is
+    /// trusted: a key's (409 `key_integrity`; its token answers 401 `key_integrity`) or
+    /// an organisation's (409 `org_integrity`). Already logged and counted.
+    #[error("hash chain broken at {0}")]
+    Integrity(Box<ChainBreak>),
     /// The event store failed (503, or 500 for corrupt data).
     #[error(transparent)]
     Store(StoreError),
@@ -854,7 +861,14 @@ impl KeyService {
             .filter(|id| !inactive.contains(id))
             .collect();
         let keys: Vec<apikey::State> = futures::stream::iter(to_load)
-            .map(|id| async move { self.load_key(id).await })
+            .map(|id| async move {
+                match self.load_key(id).await {
+                    // A key whose chain is broken cannot authenticate nor be changed: it
+                    // does not count as active (it is reported where it was loaded).
+                    Err(CommandError::Integrity(_)) => Ok(None),
+                    other => other,
+                }
+            })
             .buffer_unordered(LOAD_CONCURRENCY)
             .try_filter_map(|key| async move { Ok(key) })
             .try_collect()
@@ -874,33 +888,40 @@ impl KeyService {
         Ok(active)
     }
 
-    /// Replays a stream into an aggregate's state.
+    /// Replays a stream into an aggregate's state, checking its hash chain on the way
+    /// ([`CheckedFold`]): every command handler and every key cache fill goes through
+    /// here, so a broken chain is refused with [`CommandError::Integrity`] (reported once:
+    /// [`crate::audit::report_break`]) instead of being decided on. The check is one
+    /// sha256 per event already read, and runs only when a stream is folded (a command,
+    /// or a cache fill), never per authenticated request.
     async fn load<A>(&self, stream: &str) -> Result<Loaded<A::State>, CommandError>
     where
         A: Aggregate,
     {
-        let mut loaded = Loaded {
-            state: A::initial(),
-            version: 0,
-            position: 0,
-        };
+        let mut fold = CheckedFold::<A>::new();
         loop {
             let batch = self
                 .store
-                .read_stream(stream, loaded.version + 1, PAGE)
+                .read_stream(stream, fold.version + 1, PAGE)
                 .await?;
             let full = batch.len() == PAGE;
             for recorded in &batch {
-                let event = A::Event::from_recorded(recorded).map_err(|e| StoreError::Corrupt {
+                let decoded = fold.apply(recorded);
+                if let Some(broken) = fold.first_break() {
+                    crate::audit::report_break(crate::audit::Reader::Commands, broken);
+                    return Err(CommandError::Integrity(Box::new(broken.clone())));
+                }
+                decoded.map_err(|e| StoreError::Corrupt {
                     position: e.position,
                     reason: e.to_string(),
                 })?;
-                loaded.state = A::evolve(loaded.state, &event);
-                loaded.version = recorded.stream_version;
-                loaded.position = recorded.position;
             }
             if !full {
-                return Ok(loaded);
+                return Ok(Loaded {
+                    state: fold.state,
+                    version: fold.version,
+                    position: fold.position,
+                });
             }
         }
     }

@@ -31,15 +31,18 @@
 //! stream's *last* events leaves a shorter, valid chain. Anchor the heads externally
 //! (e.g. a periodic `keyledger audit verify` output kept elsewhere) to catch both.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fmt::Write as _;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::aggregate::Aggregate;
+use crate::events::{DecodeError, DomainEvent};
 use crate::ids::{APIKEY_STREAM_PREFIX, APIKEY_USAGE_STREAM_PREFIX, ORG_STREAM_PREFIX};
 use crate::store::{Metadata, RecordedEvent};
 
@@ -231,6 +234,23 @@ pub struct ChainBreak {
     pub kind: BreakKind,
 }
 
+impl ChainBreak {
+    /// `org` for an organisation stream, `apikey` for a key's lifecycle stream: a fixed
+    /// set, fit for a metric label.
+    pub fn stream_kind(&self) -> &'static str {
+        if self.stream.starts_with(ORG_STREAM_PREFIX) {
+            "org"
+        } else {
+            "apikey"
+        }
+    }
+
+    /// Whether the broken stream is an organisation's.
+    pub fn is_org(&self) -> bool {
+        self.stream.starts_with(ORG_STREAM_PREFIX)
+    }
+}
+
 impl fmt::Display for ChainBreak {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -241,39 +261,45 @@ impl fmt::Display for ChainBreak {
     }
 }
 
-#[derive(Debug, Default)]
-struct Head {
-    version: u64,
-    hash: Option<String>,
-    hashed: bool,
+/// Where one stream's chain stands after the events checked so far: what its next
+/// event must link to. Kept in memory by a fold, or stored beside a read-model row (a
+/// projection applies one event at a time).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ChainHead {
+    /// The version of the last event checked (0: none yet).
+    pub version: u64,
+    /// That event's hash (`None`: it had none).
+    pub hash: Option<String>,
+    /// Whether any event checked so far carried a hash: after one, an unhashed event is
+    /// a break, before one it is a legacy event (written before chaining existed).
+    pub hashed: bool,
 }
 
-/// Checks chains event by event. Feed it each stream's events in stream order (events
-/// of different streams may interleave, e.g. in global order); memory is one entry per
-/// stream seen.
-#[derive(Debug, Default)]
-pub struct ChainVerifier {
-    heads: HashMap<String, Head>,
-    checked: u64,
-    legacy: u64,
-}
-
-impl ChainVerifier {
-    /// A verifier that has seen nothing.
-    pub fn new() -> ChainVerifier {
-        ChainVerifier::default()
+impl ChainHead {
+    /// A stream with no events checked yet.
+    pub fn new() -> ChainHead {
+        ChainHead::default()
     }
 
-    /// Checks one event against its stream's chain so far; events of unchained streams
-    /// are ignored. Every break found is returned (usually none, at most a few); the
-    /// chain then continues from this event, so one tampered event is reported once.
+    /// Checks the stream's next event against the chain so far, then moves the head to
+    /// it. This is the one chain check every path that folds a lifecycle stream runs
+    /// (command handlers, the auth cache fill, projections, audit replay, `audit
+    /// verify`). Events of unchained streams are ignored. Every break found is returned
+    /// (usually none, at most a few); the chain then continues from this event, so one
+    /// tampered event is reported once. Cost: one sha256 over the event's canonical
+    /// encoding.
     pub fn check(&mut self, event: &RecordedEvent) -> Vec<ChainBreak> {
+        self.check_counting(event).0
+    }
+
+    /// [`ChainHead::check`], also telling whether the event was a legacy (unhashed,
+    /// before any hashed) one.
+    fn check_counting(&mut self, event: &RecordedEvent) -> (Vec<ChainBreak>, bool) {
         let mut breaks = Vec::new();
         if !is_chained_stream(&event.stream) {
-            return breaks;
+            return (breaks, false);
         }
-        self.checked += 1;
-        let head = self.heads.entry(event.stream.clone()).or_default();
+        let mut legacy = false;
         let mut found = |kind: BreakKind| {
             breaks.push(ChainBreak {
                 position: event.position,
@@ -286,26 +312,56 @@ impl ChainVerifier {
         match own_hash {
             Some(stored) if HashInput::of(event).hash() != stored => found(BreakKind::Altered),
             Some(_) => {}
-            None if head.hashed => found(BreakKind::Unhashed),
+            None if self.hashed => found(BreakKind::Unhashed),
             // Written before chaining existed (or an empty prefix): nothing to check.
-            None => self.legacy += 1,
+            None => legacy = true,
         }
-        if event.stream_version <= head.version {
+        if event.stream_version <= self.version {
             found(BreakKind::OutOfOrder {
-                previous: head.version,
+                previous: self.version,
             });
-        } else if event.stream_version > head.version + 1 {
+        } else if event.stream_version > self.version + 1 {
             found(BreakKind::Missing {
-                from: head.version + 1,
+                from: self.version + 1,
                 to: event.stream_version - 1,
             });
-        } else if own_hash.is_some() && event.metadata.prev_hash.as_deref() != head.hash.as_deref()
+        } else if own_hash.is_some() && event.metadata.prev_hash.as_deref() != self.hash.as_deref()
         {
             found(BreakKind::PrevHashMismatch);
         }
-        head.version = head.version.max(event.stream_version);
-        head.hash = own_hash.map(str::to_owned);
-        head.hashed |= own_hash.is_some();
+        self.version = self.version.max(event.stream_version);
+        self.hash = own_hash.map(str::to_owned);
+        self.hashed |= own_hash.is_some();
+        (breaks, legacy)
+    }
+}
+
+/// Checks chains event by event. Feed it each stream's events in stream order (events
+/// of different streams may interleave, e.g. in global order); memory is one entry per
+/// stream seen.
+#[derive(Debug, Default)]
+pub struct ChainVerifier {
+    heads: HashMap<String, ChainHead>,
+    checked: u64,
+    legacy: u64,
+}
+
+impl ChainVerifier {
+    /// A verifier that has seen nothing.
+    pub fn new() -> ChainVerifier {
+        ChainVerifier::default()
+    }
+
+    /// Checks one event against its stream's chain so far ([`ChainHead::check`]);
+    /// events of unchained streams are ignored.
+    pub fn check(&mut self, event: &RecordedEvent) -> Vec<ChainBreak> {
+        if !is_chained_stream(&event.stream) {
+            return Vec::new();
+        }
+        self.checked += 1;
+        let head = self.heads.entry(event.stream.clone()).or_default();
+        let (breaks, legacy) = head.check_counting(event);
+        self.legacy += u64::from(legacy);
         breaks
     }
 
@@ -340,6 +396,100 @@ pub fn seal(input: HashInput<'_>, metadata: &mut Metadata) -> Option<String> {
     metadata.prev_hash = input.prev_hash.map(str::to_owned);
     metadata.hash = Some(hash.clone());
     Some(hash)
+}
+
+/// A stream folded into an aggregate's state with its hash chain checked on the way:
+/// the one fold behind every reader of a lifecycle stream that decides or displays
+/// something from it (command handlers and the auth cache fill through
+/// `commands::keys`, `keyledger audit KEY`). The chain is checked before each event is
+/// decoded, so a tampered event that no longer decodes still shows as a break.
+pub struct CheckedFold<A: Aggregate> {
+    /// The state after the events applied so far.
+    pub state: A::State,
+    /// The stream version of the last event applied (0: none).
+    pub version: u64,
+    /// Its global position (0: none).
+    pub position: u64,
+    chain: ChainHead,
+    breaks: Vec<ChainBreak>,
+}
+
+impl<A: Aggregate> fmt::Debug for CheckedFold<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CheckedFold")
+            .field("version", &self.version)
+            .field("position", &self.position)
+            .field("breaks", &self.breaks)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Aggregate> Default for CheckedFold<A> {
+    fn default() -> Self {
+        CheckedFold {
+            state: A::initial(),
+            version: 0,
+            position: 0,
+            chain: ChainHead::new(),
+            breaks: Vec::new(),
+        }
+    }
+}
+
+impl<A: Aggregate> CheckedFold<A> {
+    /// A fold at the start of a stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Checks `recorded` against the chain, then decodes and applies it. Returns the
+    /// decoded event and the breaks this event showed (also kept: [`Self::breaks`]).
+    /// The state keeps folding past a break, so that a reader that marks breaks (audit)
+    /// can still show every state; a reader that decides (commands, auth) refuses when
+    /// [`Self::first_break`] is set.
+    pub fn apply(
+        &mut self,
+        recorded: &RecordedEvent,
+    ) -> Result<(A::Event, Vec<ChainBreak>), DecodeError> {
+        let breaks = self.chain.check(recorded);
+        self.breaks.extend(breaks.iter().cloned());
+        let event = A::Event::from_recorded(recorded)?;
+        let state = std::mem::replace(&mut self.state, A::initial());
+        self.state = A::evolve(state, &event);
+        self.version = recorded.stream_version;
+        self.position = recorded.position;
+        Ok((event, breaks))
+    }
+
+    /// The first break found so far, if any.
+    pub fn first_break(&self) -> Option<&ChainBreak> {
+        self.breaks.first()
+    }
+
+    /// Every break found so far, in stream order.
+    pub fn breaks(&self) -> &[ChainBreak] {
+        &self.breaks
+    }
+}
+
+/// Breaks remembered at most (then every later one counts as already reported).
+const REPORTED_CAPACITY: usize = 10_000;
+
+/// Whether this process has not reported this break (its stream and version) before,
+/// and remembers it. Readers log a break at ERROR the first time and at a lower level
+/// afterwards, so that a broken key presented on every request logs one ERROR line, not
+/// one per request. Memory is bounded ([`REPORTED_CAPACITY`] breaks).
+pub fn first_report(broken: &ChainBreak) -> bool {
+    static REPORTED: OnceLock<Mutex<HashSet<(String, u64)>>> = OnceLock::new();
+    let reported = REPORTED.get_or_init(|| Mutex::new(HashSet::new()));
+    // A poisoned lock only means another thread panicked while inserting: the set
+    // itself is still usable.
+    let mut reported = reported.lock().unwrap_or_else(PoisonError::into_inner);
+    let key = (broken.stream.clone(), broken.stream_version);
+    if reported.contains(&key) || reported.len() >= REPORTED_CAPACITY {
+        return false;
+    }
+    reported.insert(key)
 }
 
 #[cfg(test)]
@@ -481,6 +631,144 @@ mod tests {
         let mut verifier = ChainVerifier::new();
         assert!(legacy.iter().all(|e| verifier.check(e).is_empty()));
         assert_eq!(verifier.legacy(), 2);
+    }
+
+    /// An organisation stream (created, then two plan changes), sealed as a store would.
+    fn org_stream() -> Vec<RecordedEvent> {
+        use crate::organization::{self, Command};
+        use crate::{OrgId, OrgName, Plan};
+        let org_id = OrgId::new_v7();
+        let mut state = None;
+        let mut events = Vec::new();
+        for command in [
+            Command::CreateOrganization {
+                org_id,
+                name: OrgName::parse("acme").unwrap(),
+                plan: Plan::Starter,
+            },
+            Command::ChangePlan {
+                plan: Plan::Professional,
+            },
+            Command::ChangePlan {
+                plan: Plan::Enterprise,
+            },
+        ] {
+            for event in organization::decide(&state, command).unwrap() {
+                state = organization::evolve(state, &event);
+                events.push(event);
+            }
+        }
+        let at = Utc.with_ymd_and_hms(2025, 3, 1, 9, 0, 0).unwrap();
+        let mut prev: Option<String> = None;
+        events
+            .iter()
+            .enumerate()
+            .map(|(i, event)| {
+                let new = event.to_new_event(Metadata::default());
+                let v = i as u64 + 1;
+                let mut recorded = RecordedEvent {
+                    event_id: new.event_id,
+                    stream: org_id.stream(),
+                    stream_version: v,
+                    position: v,
+                    event_type: new.event_type,
+                    schema_version: new.schema_version,
+                    recorded_at: at,
+                    metadata: new.metadata,
+                    data: new.data,
+                };
+                let mut metadata = recorded.metadata.clone();
+                prev = seal(
+                    HashInput {
+                        prev_hash: prev.as_deref(),
+                        ..HashInput::of(&recorded)
+                    },
+                    &mut metadata,
+                );
+                recorded.metadata = metadata;
+                recorded
+            })
+            .collect()
+    }
+
+    #[test]
+    fn given_an_intact_stream_the_checked_fold_should_find_no_break() {
+        let mut fold = CheckedFold::<crate::organization::Organization>::new();
+        for event in org_stream() {
+            let (_, breaks) = fold.apply(&event).unwrap();
+            assert!(breaks.is_empty());
+        }
+        assert_eq!(fold.version, 3);
+        assert!(fold.first_break().is_none());
+        assert_eq!(fold.state.map(|o| o.plan), Some(crate::Plan::Enterprise));
+    }
+
+    #[test]
+    fn given_an_event_edited_in_the_database_the_checked_fold_should_name_it_and_keep_folding() {
+        let mut events = org_stream();
+        events[1].data["plan"] = "enterprise".into();
+        let mut fold = CheckedFold::<crate::organization::Organization>::new();
+        let marks: Vec<usize> = events
+            .iter()
+            .map(|e| fold.apply(e).unwrap().1.len())
+            .collect();
+        assert_eq!(marks, vec![0, 1, 0]);
+        let first = fold.first_break().unwrap();
+        assert_eq!(
+            (first.stream_version, &first.kind),
+            (2, &BreakKind::Altered)
+        );
+        assert_eq!(fold.version, 3, "the fold goes on past the break");
+    }
+
+    #[test]
+    fn given_legacy_events_the_checked_fold_should_not_report_a_break() {
+        let mut events = org_stream();
+        for event in &mut events {
+            event.metadata.hash = None;
+            event.metadata.prev_hash = None;
+        }
+        let mut fold = CheckedFold::<crate::organization::Organization>::new();
+        for event in &events {
+            fold.apply(event).unwrap();
+        }
+        assert!(fold.breaks().is_empty());
+    }
+
+    #[test]
+    fn given_a_head_stored_beside_a_row_the_next_event_should_be_checked_against_it() {
+        // A projection keeps only (version, hash, hashed) between events.
+        let events = org_stream();
+        let mut head = ChainHead::new();
+        assert!(head.check(&events[0]).is_empty());
+        let mut stored = ChainHead {
+            version: 1,
+            hash: head.hash.clone(),
+            hashed: true,
+        };
+        assert!(stored.check(&events[1]).is_empty());
+        // Skipping an event (deleted row) is a gap.
+        let mut skipped = head.clone();
+        assert_eq!(
+            skipped.check(&events[2])[0].kind,
+            BreakKind::Missing { from: 2, to: 2 }
+        );
+    }
+
+    #[test]
+    fn it_should_report_each_break_once_per_process() {
+        let broken = ChainBreak {
+            position: 1,
+            stream: format!("apikey-{}", Uuid::now_v7()),
+            stream_version: 4,
+            kind: BreakKind::Altered,
+        };
+        assert!(first_report(&broken));
+        assert!(!first_report(&broken));
+        assert!(first_report(&ChainBreak {
+            stream_version: 5,
+            ..broken.clone()
+        }));
     }
 
     #[test]

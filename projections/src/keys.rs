@@ -17,6 +17,7 @@ use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 
 use crate::db::ReadDb;
+use crate::integrity;
 use crate::page::{Cursor, valid_limit};
 pub use crate::page::{Page, QueryError};
 use crate::runtime::{Projection, ProjectionError};
@@ -59,13 +60,18 @@ impl Projection for KeyListProjection {
         let Some(StreamId::ApiKey(key_id)) = StreamId::parse(&event.stream) else {
             return Ok(());
         };
+        let id = key_id.to_string();
+        // The chain first: an event already applied is skipped (as every statement
+        // below would skip it), any other one is checked against the stored head.
+        let Some(marks) = integrity::check(conn, TABLE, &id, event).await? else {
+            return Ok(());
+        };
         // An event this release cannot read stops the projector (it retries) rather than
         // leave a row silently wrong.
         let decoded = ApiKeyEvent::from_recorded(event).map_err(|e| ProjectionError::Decode {
             position: event.position,
             reason: e.to_string(),
         })?;
-        let id = key_id.to_string();
         let version = to_i64(event.stream_version);
         let actor = event.metadata.actor.clone();
         match decoded {
@@ -78,7 +84,7 @@ impl Projection for KeyListProjection {
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
                      ON CONFLICT (id) DO NOTHING",
                 )
-                .bind(id)
+                .bind(id.clone())
                 .bind(e.org_id.to_string())
                 .bind(e.name.as_str().to_owned())
                 .bind(e.prefix)
@@ -91,7 +97,7 @@ impl Projection for KeyListProjection {
                 .bind(e.rotated_from.map(|k| k.to_string()))
                 .bind(e.rate_limit_per_minute.map(|r| i64::from(r.per_minute())))
                 .bind(version)
-                .execute(conn)
+                .execute(&mut *conn)
                 .await?;
             }
             ApiKeyEvent::KeyRenamed(e) => {
@@ -100,8 +106,8 @@ impl Projection for KeyListProjection {
                 )
                 .bind(e.name.as_str().to_owned())
                 .bind(version)
-                .bind(id)
-                .execute(conn)
+                .bind(id.clone())
+                .execute(&mut *conn)
                 .await?;
             }
             ApiKeyEvent::ScopesChanged(e) => {
@@ -110,8 +116,8 @@ impl Projection for KeyListProjection {
                 )
                 .bind(json_array(e.after.names()))
                 .bind(version)
-                .bind(id)
-                .execute(conn)
+                .bind(id.clone())
+                .execute(&mut *conn)
                 .await?;
             }
             ApiKeyEvent::AllowedIpsChanged(e) => {
@@ -121,8 +127,8 @@ impl Projection for KeyListProjection {
                 )
                 .bind(json_array(e.after.to_strings()))
                 .bind(version)
-                .bind(id)
-                .execute(conn)
+                .bind(id.clone())
+                .execute(&mut *conn)
                 .await?;
             }
             ApiKeyEvent::ExpiryChanged(e) => {
@@ -132,8 +138,8 @@ impl Projection for KeyListProjection {
                 )
                 .bind(e.expires_at.map(timestamp))
                 .bind(version)
-                .bind(id)
-                .execute(conn)
+                .bind(id.clone())
+                .execute(&mut *conn)
                 .await?;
             }
             ApiKeyEvent::KeyRotated(e) => {
@@ -146,8 +152,8 @@ impl Projection for KeyListProjection {
                 .bind(e.successor_id.to_string())
                 .bind(timestamp(e.old_key_expires_at))
                 .bind(version)
-                .bind(id)
-                .execute(conn)
+                .bind(id.clone())
+                .execute(&mut *conn)
                 .await?;
             }
             ApiKeyEvent::KeyRevoked(e) => {
@@ -165,12 +171,12 @@ impl Projection for KeyListProjection {
                 .bind(e.reason)
                 .bind(timestamp(e.revoked_at))
                 .bind(version)
-                .bind(id)
-                .execute(conn)
+                .bind(id.clone())
+                .execute(&mut *conn)
                 .await?;
             }
         }
-        Ok(())
+        integrity::write(conn, TABLE, &id, marks).await
     }
 }
 
@@ -221,6 +227,13 @@ pub struct KeyRow {
     pub rate_limit_per_minute: Option<i64>,
     /// The stream version of the last lifecycle event applied (the `ETag`).
     pub version: i64,
+    /// Whether the key's stream passes its hash-chain check: `intact`, `broken` (an
+    /// event was altered, deleted or reordered in the store: the key cannot
+    /// authenticate nor be changed; what the row shows is what the tampered stream says)
+    /// or `unverifiable` (only events written before the chain existed).
+    pub integrity: String,
+    /// The stream version where the first break showed (`broken` only).
+    pub integrity_version: Option<i64>,
     /// Call counters.
     pub usage: KeyUsage,
 }
@@ -263,7 +276,7 @@ pub struct KeyQueries {
 const COLUMNS: &str = "k.id, k.org_id, k.name, k.prefix, k.environment, k.scopes, \
     k.allowed_ips, k.created_at, k.created_by, k.revoked_at, k.revoked_by, \
     k.revocation_reason, k.expires_at, k.rotated_from, k.rotated_to, \
-    k.rate_limit_per_minute, k.version, \
+    k.rate_limit_per_minute, k.version, k.integrity, k.integrity_version, \
     COALESCE(u.total_calls, 0) AS total_calls, \
     COALESCE(u.successful_calls, 0) AS successful_calls, \
     COALESCE(u.client_error_calls, 0) AS client_error_calls, \
@@ -427,6 +440,8 @@ fn key_row(row: &AnyRow, now: &str) -> Result<KeyRow, QueryError> {
         rotated_to: column(row, TABLE, "rotated_to")?,
         rate_limit_per_minute: column(row, TABLE, "rate_limit_per_minute")?,
         version: column(row, TABLE, "version")?,
+        integrity: column(row, TABLE, "integrity")?,
+        integrity_version: column(row, TABLE, "integrity_version")?,
         usage: KeyUsage {
             total_calls,
             successful_calls,

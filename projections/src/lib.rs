@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 pub mod db;
+pub mod integrity;
 pub mod keys;
 pub mod orgs;
 pub mod page;

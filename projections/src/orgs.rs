@@ -8,6 +8,7 @@ use serde::Serialize;
 use sqlx::AnyConnection;
 
 use crate::db::ReadDb;
+use crate::integrity;
 use crate::page::QueryError;
 use crate::runtime::{Projection, ProjectionError};
 use crate::sqlval::{column, timestamp, to_i64};
@@ -49,12 +50,16 @@ impl Projection for OrganizationsProjection {
         let Some(StreamId::Organization(org_id)) = StreamId::parse(&event.stream) else {
             return Ok(());
         };
+        let id = org_id.to_string();
+        // As in the key list: the chain first, replays skipped.
+        let Some(marks) = integrity::check(conn, TABLE, &id, event).await? else {
+            return Ok(());
+        };
         let decoded =
             OrganizationEvent::from_recorded(event).map_err(|e| ProjectionError::Decode {
                 position: event.position,
                 reason: e.to_string(),
             })?;
-        let id = org_id.to_string();
         let version = to_i64(event.stream_version);
         match decoded {
             OrganizationEvent::OrganizationCreated(e) => {
@@ -63,12 +68,12 @@ impl Projection for OrganizationsProjection {
                     "INSERT INTO organizations (id, name, plan, created_at, version) \
                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
                 )
-                .bind(id)
+                .bind(id.clone())
                 .bind(e.name.as_str().to_owned())
                 .bind(e.plan.as_str())
                 .bind(timestamp(event.recorded_at))
                 .bind(version)
-                .execute(conn)
+                .execute(&mut *conn)
                 .await?;
             }
             OrganizationEvent::PlanChanged(e) => {
@@ -78,20 +83,20 @@ impl Projection for OrganizationsProjection {
                 )
                 .bind(e.plan.as_str())
                 .bind(version)
-                .bind(id)
-                .execute(conn)
+                .bind(id.clone())
+                .execute(&mut *conn)
                 .await?;
             }
             OrganizationEvent::KeyIssued(_) => {
                 // Only moves the stream version (the key itself is in `api_keys`).
                 sqlx::query("UPDATE organizations SET version = $1 WHERE id = $2 AND version < $1")
                     .bind(version)
-                    .bind(id)
-                    .execute(conn)
+                    .bind(id.clone())
+                    .execute(&mut *conn)
                     .await?;
             }
         }
-        Ok(())
+        integrity::write(conn, TABLE, &id, marks).await
     }
 }
 
@@ -108,6 +113,8 @@ pub struct OrgRow {
     pub created_at: String,
     /// The stream version of the last event applied.
     pub version: i64,
+    /// `intact`, `broken` or `unverifiable`, as for keys ([`crate::keys::KeyRow`]).
+    pub integrity: String,
 }
 
 /// Reads of the organisations.
@@ -126,7 +133,8 @@ impl OrgQueries {
     /// The organisation, if it exists.
     pub async fn get(&self, org: OrgId) -> Result<Option<OrgRow>, QueryError> {
         let row = sqlx::query(
-            "SELECT id, name, plan, created_at, version FROM organizations WHERE id = $1",
+            "SELECT id, name, plan, created_at, version, integrity FROM organizations \
+             WHERE id = $1",
         )
         .bind(org.to_string())
         .fetch_optional(self.db.pool())
@@ -138,6 +146,7 @@ impl OrgQueries {
                 plan: column(&row, TABLE, "plan")?,
                 created_at: column(&row, TABLE, "created_at")?,
                 version: column(&row, TABLE, "version")?,
+                integrity: column(&row, TABLE, "integrity")?,
             })
         })
         .transpose()

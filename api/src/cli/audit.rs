@@ -12,9 +12,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use domain::apikey;
-use domain::chain::timestamp_text;
-use domain::events::ApiKeyEvent;
+use domain::apikey::{self, ApiKey};
+use domain::chain::{ChainBreak, ChainVerifier, CheckedFold, timestamp_text};
 use domain::ids::{KeyId, OrgId};
 use domain::store::EventStore;
 
@@ -36,7 +35,9 @@ pub struct AuditArgs {
     /// Print only the key's state at this moment (RFC 3339), e.g. 2025-03-01T09:00:00Z.
     #[arg(long)]
     at: Option<DateTime<Utc>>,
-    /// NDJSON: one `{position, stream_version, type, recorded_at, actor, state}` per line.
+    /// NDJSON: one `{position, stream_version, type, recorded_at, actor, state}` per line
+    /// (plus `integrity: "broken"` and `integrity_problem` on an event that fails its
+    /// hash-chain check).
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -121,36 +122,60 @@ async fn replay(
     let store = open(stores).await?;
     let stream = key.stream();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut state: Option<apikey::State> = None;
-    let mut from = 1;
+    // The one chain-checked fold (as the command handlers use): each event is checked
+    // against its predecessor's hash before it is decoded; a broken one is marked, and
+    // the replay goes on so that the auditor sees every state.
+    let mut fold = CheckedFold::<ApiKey>::new();
     let mut seen = 0_u64;
     'read: loop {
-        let page = store.read_stream(&stream, from, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        from = last.stream_version + 1;
+        let page = store.read_stream(&stream, fold.version + 1, PAGE).await?;
+        if page.is_empty() {
+            break;
+        }
         for recorded in &page {
             if at.is_some_and(|at| recorded.recorded_at > at) {
                 break 'read;
             }
             // Decoding upcasts events written at older schema versions.
-            let event = ApiKeyEvent::from_recorded(recorded)?;
-            state = apikey::evolve(state, &event);
+            let decoded = fold.apply(recorded);
+            let breaks: Vec<ChainBreak> = fold
+                .breaks()
+                .iter()
+                .filter(|b| b.position == recorded.position)
+                .cloned()
+                .collect();
+            for broken in &breaks {
+                commands::audit::report_break(commands::audit::Reader::Audit, broken);
+            }
+            let (event, _) = decoded?;
+            let state = &fold.state;
             seen += 1;
             if at.is_some() {
                 continue;
             }
             let now = recorded.recorded_at;
+            let problem = (!breaks.is_empty()).then(|| {
+                breaks
+                    .iter()
+                    .map(|b| b.kind.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            });
             if json {
-                let line = serde_json::json!({
+                let mut line = serde_json::json!({
                     "position": recorded.position,
                     "stream_version": recorded.stream_version,
                     "type": event.event_type(),
                     "recorded_at": timestamp_text(&recorded.recorded_at),
                     "actor": recorded.metadata.actor,
-                    "state": state_json(&state, now)?,
+                    "state": state_json(state, now)?,
                 });
+                if let (Some(problem), Some(map)) = (&problem, line.as_object_mut()) {
+                    map.insert("integrity".into(), "broken".into());
+                    map.insert("integrity_problem".into(), problem.clone().into());
+                }
                 writeln!(out, "{line}")?;
-            } else if let Some(s) = &state {
+            } else if let Some(s) = state {
                 if seen == 1 {
                     writeln!(
                         out,
@@ -170,9 +195,18 @@ async fn replay(
                     s.name.as_str(),
                     s.scopes.names().join(",")
                 )?;
+                if let Some(problem) = &problem {
+                    writeln!(
+                        out,
+                        "{:>8}  ^^^ INTEGRITY BROKEN at version {}: {problem}; \
+                         the state above is what the tampered stream says",
+                        "", recorded.stream_version
+                    )?;
+                }
             }
         }
     }
+    let state = fold.state.clone();
     if seen == 0 && at.is_none() {
         anyhow::bail!("no key {key}: its stream {stream} is empty");
     }
@@ -192,6 +226,12 @@ async fn replay(
         }
     }
     out.flush()?;
+    if let Some(first) = fold.first_break() {
+        anyhow::bail!(
+            "hash chain broken: the key's history was tampered with, first at {first}; \
+             the key does not authenticate (401 key_integrity)"
+        );
+    }
     Ok(())
 }
 
@@ -216,6 +256,7 @@ async fn export(
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let mut count = 0_u64;
+    let mut chains = ChainVerifier::new();
     for stream in &streams {
         let mut from = 1;
         loop {
@@ -223,7 +264,12 @@ async fn export(
             let Some(last) = page.last() else { break };
             from = last.stream_version + 1;
             for event in &page {
-                writeln!(out, "{}", AuditEvent::of(event).to_json_line())?;
+                let breaks = chains.check(event);
+                for broken in &breaks {
+                    commands::audit::report_break(commands::audit::Reader::Audit, broken);
+                }
+                let line = AuditEvent::of(event).with_breaks(&breaks).to_json_line();
+                writeln!(out, "{line}")?;
                 count += 1;
             }
         }

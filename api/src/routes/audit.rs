@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
-use domain::chain::timestamp_text;
+use domain::chain::{ChainBreak, ChainVerifier, timestamp_text};
 use domain::events::{redact_data, wire};
 use domain::ids::KeyId;
 use domain::store::{EventStore, RecordedEvent, StoreError};
@@ -73,6 +73,15 @@ pub struct AuditEvent {
     /// The payload as stored, without the secret hash.
     #[schema(value_type = Object)]
     pub data: Value,
+    /// `broken` when this event fails its stream's hash-chain check (it was altered, an
+    /// event before it was deleted or reordered, or its hash was stripped); absent when it
+    /// passes. A key with a broken event does not authenticate (401 `key_integrity`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "broken")]
+    pub integrity: Option<&'static str>,
+    /// What is wrong, when `integrity` is `broken`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub integrity_problem: Option<String>,
 }
 
 impl AuditEvent {
@@ -91,7 +100,24 @@ impl AuditEvent {
             correlation_id: event.metadata.correlation_id.clone(),
             causation_id: event.metadata.causation_id.clone(),
             data: redact_data(&event.data),
+            integrity: None,
+            integrity_problem: None,
         }
+    }
+
+    /// Marks the event with the breaks its chain check found (none: unchanged).
+    pub fn with_breaks(mut self, breaks: &[ChainBreak]) -> AuditEvent {
+        if !breaks.is_empty() {
+            self.integrity = Some("broken");
+            self.integrity_problem = Some(
+                breaks
+                    .iter()
+                    .map(|b| b.kind.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            );
+        }
+        self
     }
 
     /// One compact JSON line (no trailing newline).
@@ -143,11 +169,16 @@ impl Cursor {
 
 /// The events of several streams merged in global position order, filtered by
 /// `recorded_at`; at most one page per stream in memory.
+///
+/// Every event read is checked against its stream's hash chain (before the time
+/// filter, so that a filtered-out event leaves no false gap); breaks are reported
+/// ([`commands::audit::report_break`]) and returned with the event.
 pub struct History {
     store: Arc<dyn EventStore>,
     cursors: Vec<Cursor>,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
+    chains: ChainVerifier,
 }
 
 impl History {
@@ -163,11 +194,12 @@ impl History {
             cursors: streams.into_iter().map(Cursor::new).collect(),
             from,
             to,
+            chains: ChainVerifier::new(),
         }
     }
 
-    /// The next event, or `None` at the end.
-    pub async fn next(&mut self) -> Result<Option<RecordedEvent>, StoreError> {
+    /// The next event with the chain breaks it shows (usually none), or `None` at the end.
+    pub async fn next(&mut self) -> Result<Option<(RecordedEvent, Vec<ChainBreak>)>, StoreError> {
         loop {
             for cursor in &mut self.cursors {
                 cursor.fill(self.store.as_ref()).await?;
@@ -180,10 +212,14 @@ impl History {
             let Some(event) = next.and_then(|c| c.buffer.pop_front()) else {
                 return Ok(None);
             };
+            let breaks = self.chains.check(&event);
+            for broken in &breaks {
+                commands::audit::report_break(commands::audit::Reader::Audit, broken);
+            }
             let after_from = self.from.is_none_or(|from| event.recorded_at >= from);
             let before_to = self.to.is_none_or(|to| event.recorded_at <= to);
             if after_from && before_to {
-                return Ok(Some(event));
+                return Ok(Some((event, breaks)));
             }
         }
     }
@@ -340,12 +376,12 @@ fn body_stream(
             let mut first = first;
             while chunk.len() < 64 * 1024 {
                 match history.next().await {
-                    Ok(Some(event)) => {
+                    Ok(Some((event, breaks))) => {
                         if !ndjson && !first {
                             chunk.push(',');
                         }
                         first = false;
-                        chunk.push_str(&AuditEvent::of(&event).to_json_line());
+                        chunk.push_str(&AuditEvent::of(&event).with_breaks(&breaks).to_json_line());
                         if ndjson {
                             chunk.push('\n');
                         }

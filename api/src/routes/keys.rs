@@ -200,6 +200,10 @@ pub struct KeySummary {
     pub total_calls: i64,
     /// Successful (2xx/3xx) over all calls, 0 to 1; null before the first call.
     pub success_rate: Option<f64>,
+    /// The key's hash-chain check: `intact`, `broken` (its stored history was altered:
+    /// it cannot authenticate nor be changed) or `unverifiable` (written before the
+    /// chain existed).
+    pub integrity: String,
 }
 
 /// A page of keys.
@@ -248,6 +252,10 @@ pub struct KeyDetails {
     pub usage: UsageSummary,
     /// The stream version, also sent as the `ETag`; send it back in `If-Match`.
     pub version: u64,
+    /// `intact`, `broken` or `unverifiable`, as in the list.
+    pub integrity: String,
+    /// The stream version where the first break showed (`broken` only).
+    pub integrity_version: Option<i64>,
 }
 
 impl From<KeyRow> for KeySummary {
@@ -264,6 +272,7 @@ impl From<KeyRow> for KeySummary {
             last_used_at: r.usage.last_used_at,
             total_calls: r.usage.total_calls,
             success_rate: r.usage.success_rate,
+            integrity: r.integrity,
         }
     }
 }
@@ -300,6 +309,8 @@ impl From<KeyRow> for KeyDetails {
                 by_route: Vec::new(),
             },
             version: u64::try_from(r.version).unwrap_or(0),
+            integrity: r.integrity,
+            integrity_version: r.integrity_version,
         }
     }
 }

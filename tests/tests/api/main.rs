@@ -12,4 +12,5 @@ mod helpers;
 mod hotpath;
 mod keys;
 mod platform;
+mod tamper;
 mod usage;
