@@ -386,7 +386,10 @@ impl PostgresEventStore {
         }
         let mut outcomes = Vec::with_capacity(requests.len());
         for (request, upto) in requests.iter().zip(upto) {
-            let stream_total = per_stream.get(request.stream.as_str()).copied().unwrap_or(0);
+            let stream_total = per_stream
+                .get(request.stream.as_str())
+                .copied()
+                .unwrap_or(0);
             let head = heads.get(&request.stream).copied().unwrap_or(0);
             let version = head - codec::to_i64(stream_total - upto, "stream version")?;
             let position = positions

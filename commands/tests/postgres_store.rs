@@ -198,7 +198,10 @@ async fn a_group_commit_to_usage_streams_waits_for_the_ordering_lock() {
         }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!b.is_finished(), "the group commit must wait for A's ordering lock");
+    assert!(
+        !b.is_finished(),
+        "the group commit must wait for A's ordering lock"
+    );
     a.commit().await.unwrap();
     let outcomes = b.await.unwrap().unwrap();
     // Assert
@@ -207,7 +210,10 @@ async fn a_group_commit_to_usage_streams_waits_for_the_ordering_lock() {
     assert!(a_position < outcomes[0].position);
     assert!(outcomes[0].position < outcomes[1].position);
     let x = store.read_stream("apikey-usage-x", 1, 10).await.unwrap();
-    assert_eq!(x.iter().map(|e| e.stream_version).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        x.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
     assert!(x.iter().all(|e| e.metadata.hash.is_none()));
     cleanup(db).await;
 }

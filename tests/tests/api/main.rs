@@ -5,6 +5,7 @@
 
 mod audit;
 mod cluster;
+mod crash;
 mod data;
 mod helpers;
 mod hotpath;
