@@ -11,8 +11,14 @@
 //! usage writer's group commit) put many streams into one transaction.
 //!
 //! **Live subscriptions** wake on `NOTIFY keyledger_events` (sent inside the append
-//! transaction, so delivered on commit, also to other processes) and poll every 200 ms
-//! as a fallback for lost notifications or a lost listener connection.
+//! transaction, so delivered on commit, also to other processes) and poll every second
+//! as a fallback for lost notifications or a lost listener connection (an idle node
+//! sleeps between polls).
+//!
+//! **Group commits in one round trip.** Appends to unchained streams with no version
+//! expectation (the usage writer's batches) call `keyledger_append_unchained` (migration
+//! 101) outside an explicit transaction: lock, versions, insert, notification and commit
+//! in one round trip, so the ordering lock is held for the function and the commit only.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -22,7 +28,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use domain::chain::{self, HashInput};
 use domain::store::{
-    AppendOutcome, AppendRequest, EventStore, EventStream, RecordedEvent, StoreError,
+    AppendOutcome, AppendRequest, EventStore, EventStream, ExpectedVersion, RecordedEvent,
+    StoreError,
 };
 use sqlx::Row;
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
@@ -38,7 +45,7 @@ pub const ORDERING_LOCK_KEY: i64 = 0x6b6c_6576_656e_7473;
 /// The LISTEN/NOTIFY channel appends notify on (payload: the last position appended).
 pub const NOTIFY_CHANNEL: &str = "keyledger_events";
 /// How often an idle subscription reads anyway, in case a notification was lost.
-const DEFAULT_POLL: Duration = Duration::from_millis(200);
+const DEFAULT_POLL: Duration = Duration::from_secs(1);
 /// Events per read while a subscription catches up.
 const SUBSCRIPTION_BATCH: usize = 500;
 
@@ -107,7 +114,7 @@ impl PostgresEventStore {
         }
     }
 
-    /// Sets how often idle subscriptions read without a notification (default 200 ms).
+    /// Sets how often idle subscriptions read without a notification (default 1 s).
     pub fn with_poll_interval(self, poll: Duration) -> Self {
         Self { poll, ..self }
     }
@@ -303,6 +310,106 @@ impl PostgresEventStore {
         })
     }
 
+    /// Appends to unchained streams without version expectations (the usage writer's
+    /// group commits) in one round trip: one call of `keyledger_append_unchained`
+    /// (migration 101), outside an explicit transaction, so that the call is its own
+    /// transaction. The function takes the same ordering lock as [`Self::begin_append`]
+    /// before a statement of its own assigns versions and positions, so positions still
+    /// commit in order.
+    async fn append_unchained(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        codec::validate(&requests)?;
+        let recorded_at = Utc::now().trunc_subsecs(6);
+        let total: usize = requests.iter().map(|r| r.events.len()).sum();
+        let mut ids = Vec::with_capacity(total);
+        let mut stream_col = Vec::with_capacity(total);
+        let mut types = Vec::with_capacity(total);
+        let mut schemas = Vec::with_capacity(total);
+        let mut data = Vec::with_capacity(total);
+        let mut metadata = Vec::with_capacity(total);
+        // Events per stream so far, after each request: its last event's version is the
+        // stream's new version minus what later requests add to the same stream.
+        let mut per_stream: HashMap<&str, u64> = HashMap::with_capacity(requests.len());
+        let mut upto = Vec::with_capacity(requests.len());
+        for request in &requests {
+            for event in &request.events {
+                // What `chain::seal` does on an unchained stream: no caller-planted hashes.
+                let mut sealed = event.metadata.clone();
+                sealed.prev_hash = None;
+                sealed.hash = None;
+                ids.push(event.event_id);
+                stream_col.push(request.stream.as_str());
+                types.push(event.event_type.as_str());
+                schemas.push(i64::from(event.schema_version));
+                data.push(&event.data);
+                metadata.push(codec::metadata_json(&sealed)?);
+            }
+            let count = per_stream.entry(request.stream.as_str()).or_insert(0);
+            *count += request.events.len() as u64;
+            upto.push(*count);
+        }
+        let rows = sqlx::query(
+            "SELECT out_stream, out_version, out_position FROM keyledger_append_unchained(\
+             $1, $2, $3::uuid[], $4::text[], $5::text[], $6::bigint[], $7::jsonb[], \
+             $8::jsonb[], $9, $10)",
+        )
+        .bind(self.ordering_guard)
+        .bind(ORDERING_LOCK_KEY)
+        .bind(&ids)
+        .bind(&stream_col)
+        .bind(&types)
+        .bind(&schemas)
+        .bind(&data)
+        .bind(&metadata)
+        .bind(recorded_at)
+        .bind(NOTIFY_CHANNEL)
+        .fetch_all(&self.pool)
+        .await;
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(error) if codec::is_unique_violation(&error) => {
+                return Err(self.explain_unique_violation(&requests, &error).await);
+            }
+            Err(error) => return Err(codec::unavailable(error)),
+        };
+        let mut positions: HashMap<(String, i64), i64> = HashMap::with_capacity(rows.len());
+        let mut heads: HashMap<String, i64> = HashMap::with_capacity(per_stream.len());
+        for row in rows {
+            let stream: String = row.try_get("out_stream").map_err(codec::unavailable)?;
+            let version: i64 = row.try_get("out_version").map_err(codec::unavailable)?;
+            let position: i64 = row.try_get("out_position").map_err(codec::unavailable)?;
+            let head = heads.entry(stream.clone()).or_insert(version);
+            *head = (*head).max(version);
+            positions.insert((stream, version), position);
+        }
+        let mut outcomes = Vec::with_capacity(requests.len());
+        for (request, upto) in requests.iter().zip(upto) {
+            let stream_total = per_stream
+                .get(request.stream.as_str())
+                .copied()
+                .unwrap_or(0);
+            let head = heads.get(&request.stream).copied().unwrap_or(0);
+            let version = head - codec::to_i64(stream_total - upto, "stream version")?;
+            let position = positions
+                .get(&(request.stream.clone(), version))
+                .copied()
+                .ok_or_else(|| {
+                    StoreError::Unavailable(format!(
+                        "append returned no position for {} at {version}",
+                        request.stream
+                    ))
+                })?;
+            outcomes.push(AppendOutcome {
+                stream_version: u64::try_from(version).unwrap_or(0),
+                position: u64::try_from(position).unwrap_or(0),
+            });
+        }
+        self.shared.wake.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(outcomes)
+    }
+
     /// The stored hash of the last event of every hash-chained stream among `streams`
     /// (streams without events, or whose last event predates chaining, are absent).
     async fn chain_heads(
@@ -490,6 +597,12 @@ impl EventStore for PostgresEventStore {
         &self,
         requests: Vec<AppendRequest>,
     ) -> Result<Vec<AppendOutcome>, StoreError> {
+        if requests
+            .iter()
+            .all(|r| r.expected == ExpectedVersion::Any && !chain::is_chained_stream(&r.stream))
+        {
+            return self.append_unchained(requests).await;
+        }
         self.begin_append(requests).await?.commit().await
     }
 

@@ -30,8 +30,9 @@ use crate::subscription;
 
 /// How long a writer waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often an idle subscription looks for events appended by other processes.
-const DEFAULT_POLL: Duration = Duration::from_millis(25);
+/// How often an idle subscription looks for events appended by other processes (appends
+/// through this store wake subscriptions at once): slow, so that an idle node sleeps.
+const DEFAULT_POLL: Duration = Duration::from_millis(500);
 /// Events per read while a subscription catches up.
 const SUBSCRIPTION_BATCH: usize = 500;
 
@@ -106,7 +107,7 @@ impl SqliteEventStore {
         }
     }
 
-    /// Sets how often idle subscriptions poll for other processes' appends (default 25 ms).
+    /// Sets how often idle subscriptions poll for other processes' appends (default 500 ms).
     /// Appends made through this store (or its clones) wake subscriptions at once anyway.
     pub fn with_poll_interval(self, poll: Duration) -> Self {
         Self { poll, ..self }

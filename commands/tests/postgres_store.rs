@@ -168,6 +168,56 @@ async fn without_the_ordering_guard_a_subscriber_skips_a_late_commit() {
     cleanup(db).await;
 }
 
+/// The usage writer's one-round-trip group commit (unchained streams, `Any`) takes the
+/// same ordering lock: it waits for an open append and takes a later position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_commit_to_usage_streams_waits_for_the_ordering_lock() {
+    let Some(db) = fresh().await else { return };
+    // Arrange
+    let store = db.store().await;
+    let a = store.begin_append(vec![request("a")]).await.unwrap();
+    let a_position = a.outcomes()[0].position;
+    // Act
+    let b = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .append_many(vec![
+                    AppendRequest {
+                        stream: "apikey-usage-x".into(),
+                        expected: ExpectedVersion::Any,
+                        events: events(1, 2),
+                    },
+                    AppendRequest {
+                        stream: "apikey-usage-y".into(),
+                        expected: ExpectedVersion::Any,
+                        events: events(1, 1),
+                    },
+                ])
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !b.is_finished(),
+        "the group commit must wait for A's ordering lock"
+    );
+    a.commit().await.unwrap();
+    let outcomes = b.await.unwrap().unwrap();
+    // Assert
+    assert_eq!(outcomes[0].stream_version, 2);
+    assert_eq!(outcomes[1].stream_version, 1);
+    assert!(a_position < outcomes[0].position);
+    assert!(outcomes[0].position < outcomes[1].position);
+    let x = store.read_stream("apikey-usage-x", 1, 10).await.unwrap();
+    assert_eq!(
+        x.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert!(x.iter().all(|e| e.metadata.hash.is_none()));
+    cleanup(db).await;
+}
+
 /// The guard really is a lock other writers wait on (a writer in another process that
 /// takes the same key is ordered too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

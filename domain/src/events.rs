@@ -306,10 +306,20 @@ macro_rules! event_enum {
                 if !Self::EVENT_TYPES.contains(&event.event_type.as_str()) {
                     return Err(DecodeError::new(event, DecodeErrorKind::UnknownType));
                 }
-                let data = upcast(&event.event_type, event.schema_version, event.data.clone())
-                    .map_err(|kind| DecodeError::new(event, kind))?;
+                // Current data (every usage event) is read in place; only older schema
+                // versions are copied to be upcast.
+                let upcasted;
+                let data: &Value = if current_schema_version(&event.event_type)
+                    == Some(event.schema_version)
+                {
+                    &event.data
+                } else {
+                    upcasted = upcast(&event.event_type, event.schema_version, event.data.clone())
+                        .map_err(|kind| DecodeError::new(event, kind))?;
+                    &upcasted
+                };
                 match event.event_type.as_str() {
-                    $( $wire => serde_json::from_value::<$payload>(data)
+                    $( $wire => <$payload as serde::Deserialize>::deserialize(data)
                         .map($enum::$variant)
                         .map_err(|err| invalid_data(event, &err)), )+
                     _ => Err(DecodeError::new(event, DecodeErrorKind::UnknownType)),

@@ -92,6 +92,14 @@ pub trait Projection: Send + Sync + 'static {
         event: &RecordedEvent,
     ) -> Result<(), ProjectionError>;
 
+    /// How long the projector may keep collecting events for this projection before it
+    /// commits them (default: zero, commit what is ready). A projection of counters
+    /// (usage) sets a window so that a burst of calls becomes one larger batch, with each
+    /// touched row written once, at the price of that much extra lag.
+    fn coalesce(&self) -> Duration {
+        Duration::ZERO
+    }
+
     /// Applies consecutive events in order, inside the projector's transaction. The
     /// default applies them one by one; a projection may override it to aggregate the
     /// batch in memory (counters) and write each row once.
@@ -346,12 +354,29 @@ impl Projector {
             tokio::select! {
                 chunk = events.next() => {
                     let Some(chunk) = chunk else { break };
-                    let batch = chunk.into_iter().collect::<Result<Vec<_>, _>>()?;
-                    let Some(end) = batch.last().map(|e| e.position) else { continue };
-                    let relevant: Vec<RecordedEvent> = batch
-                        .into_iter()
-                        .filter(|e| self.projection.handles(e))
-                        .collect();
+                    let mut relevant: Vec<RecordedEvent> = Vec::with_capacity(chunk.len());
+                    let mut end = None;
+                    let mut ended = false;
+                    collect(&*self.projection, chunk, &mut relevant, &mut end)?;
+                    // Coalesce: keep reading what arrives within the projection's window
+                    // (measured from the first relevant event) into the same batch.
+                    let window = self.projection.coalesce();
+                    if !relevant.is_empty() && !window.is_zero() {
+                        let deadline = tokio::time::Instant::now() + window;
+                        while relevant.len() < COALESCE_MAX {
+                            match tokio::time::timeout_at(deadline, events.next()).await {
+                                Ok(Some(more)) => {
+                                    collect(&*self.projection, more, &mut relevant, &mut end)?;
+                                }
+                                Ok(None) => {
+                                    ended = true;
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    let Some(end) = end else { continue };
                     if relevant.is_empty() {
                         last = end;
                     } else {
@@ -359,6 +384,9 @@ impl Projector {
                         last = stored;
                     }
                     position.send_replace(last);
+                    if ended {
+                        break;
+                    }
                 }
                 _ = flush.tick(), if last > stored => {
                     stored = self.commit(stored, &[], last).await?;
@@ -367,6 +395,27 @@ impl Projector {
         }
         Ok(())
     }
+}
+
+/// The most events one coalesced batch collects (see [`Projection::coalesce`]).
+const COALESCE_MAX: usize = 20_000;
+
+/// Moves the events of `chunk` this projection handles into `relevant`, and the chunk's
+/// last position into `end`.
+fn collect(
+    projection: &dyn Projection,
+    chunk: Vec<Result<RecordedEvent, StoreError>>,
+    relevant: &mut Vec<RecordedEvent>,
+    end: &mut Option<u64>,
+) -> Result<(), ProjectionError> {
+    for event in chunk {
+        let event = event?;
+        *end = Some(event.position);
+        if projection.handles(&event) {
+            relevant.push(event);
+        }
+    }
+    Ok(())
 }
 
 /// How soon the stored checkpoint follows a position reached through batches that held

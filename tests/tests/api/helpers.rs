@@ -239,6 +239,13 @@ impl TestApp {
         res.json().await.unwrap()
     }
 
+    /// Kills the process with SIGKILL (no shutdown, no drain) and waits for it; the
+    /// database stays (it goes with this `TestApp`).
+    pub fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM (a graceful shutdown) and waits up to `timeout` for the process to
     /// exit; returns whether it exited successfully.
     pub fn terminate(&mut self, timeout: Duration) -> bool {

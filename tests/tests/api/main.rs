@@ -6,6 +6,7 @@
 mod audit;
 mod bounds;
 mod cluster;
+mod crash;
 mod data;
 mod flood;
 mod helpers;

@@ -1,0 +1,133 @@
+//! Durable usage under a crash: `kill -9` the server while clients are calling it, start
+//! it again on the same database, and find a usage event for every response a client
+//! received (a durable response is sent only after its `ApiCallRecorded` is committed).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{Backend, postgres_url, spawn_app_with, spawn_node};
+
+/// Usage events stored for the given keys (read straight from the event store).
+async fn usage_events(database_url: &str, key_ids: &[String]) -> i64 {
+    let streams: Vec<String> = key_ids
+        .iter()
+        .map(|id| format!("apikey-usage-{id}"))
+        .collect();
+    let mut total = 0;
+    for stream in streams {
+        let n: i64 = if database_url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(database_url).await.unwrap();
+            sqlx::query_scalar("SELECT count(*) FROM events WHERE stream = $1")
+                .bind(stream)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        } else {
+            let pool = sqlx::PgPool::connect(database_url).await.unwrap();
+            sqlx::query_scalar("SELECT count(*) FROM events WHERE stream = $1")
+                .bind(stream)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        };
+        total += n;
+    }
+    total
+}
+
+async fn a_kill_9_under_load_loses_no_answered_call(backend: Backend) {
+    // Arrange: durable usage, four keys, sixteen clients calling /whoami in a loop.
+    let mut app = spawn_app_with(backend, &[("KEYLEDGER_USAGE_DURABILITY", "durable")]).await;
+    let (org, root) = app.bootstrap();
+    let mut ids = Vec::new();
+    let mut tokens = Vec::new();
+    for i in 0..4 {
+        let key = app
+            .create_key(
+                &org,
+                &root,
+                json!({"name": format!("load {i}"), "scopes": ["api-keys:read"]}),
+            )
+            .await;
+        ids.push(key["id"].as_str().unwrap().to_owned());
+        tokens.push(key["secret"].as_str().unwrap().to_owned());
+    }
+    let whoami = app.url("/whoami");
+    for token in &tokens {
+        // The node's first verification of a key runs argon2: not part of the load.
+        let res = app
+            .client
+            .get(&whoami)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success());
+    }
+    let answered = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for c in 0..16 {
+        let token = tokens[c % tokens.len()].clone();
+        let answered = answered.clone();
+        let whoami = whoami.clone();
+        clients.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            // Until the server is gone: every 2xx or 4xx the client got is counted.
+            while let Ok(res) = client.get(&whoami).bearer_auth(&token).send().await {
+                let status = res.status();
+                if res.bytes().await.is_err() {
+                    break;
+                }
+                if status.is_success() || status.is_client_error() {
+                    answered.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    // Act: kill -9 under load, then start the server again on the same database.
+    app.kill_9();
+    for client in clients {
+        client.await.unwrap();
+    }
+    let answered = answered.load(Ordering::SeqCst);
+    let restarted = spawn_node(&app.database_url, &[]);
+    let res = restarted
+        .client
+        .get(restarted.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    assert!(res.status().is_success());
+    assert!(
+        answered > 100,
+        "the load produced only {answered} responses"
+    );
+    let stored = usage_events(&app.database_url, &ids).await;
+    assert!(
+        u64::try_from(stored).unwrap() >= answered,
+        "{answered} responses were sent but only {stored} usage events are stored"
+    );
+    drop(restarted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn given_durable_usage_on_sqlite_when_the_server_is_killed_under_load_then_every_answered_call_has_its_event()
+ {
+    a_kill_9_under_load_loses_no_answered_call(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn given_durable_usage_on_postgres_when_the_server_is_killed_under_load_then_every_answered_call_has_its_event()
+ {
+    if postgres_url().is_none() {
+        return;
+    }
+    a_kill_9_under_load_loses_no_answered_call(Backend::Postgres).await;
+}
