@@ -324,13 +324,15 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
+                // The prefix column fits today's prefixes (older keys' are shorter).
+                let w = domain::token::PREFIX_LEN;
                 println!(
-                    "{:<36}  {:<17}  {:<8}  {:<24}  NAME",
+                    "{:<36}  {:<w$}  {:<8}  {:<24}  NAME",
                     "ID", "PREFIX", "STATUS", "CREATED"
                 );
                 for k in all {
                     println!(
-                        "{:<36}  {:<17}  {:<8}  {:<24}  {}",
+                        "{:<36}  {:<w$}  {:<8}  {:<24}  {}",
                         k.id, k.prefix, k.status, k.created_at, k.name
                     );
                 }

@@ -53,6 +53,19 @@ pub enum ApiError {
     /// 403 `scope_not_held`: a key tried to grant a scope it does not hold itself.
     #[error("cannot grant scope {0}")]
     ScopeNotHeld(String),
+    /// 403 `key_not_subordinate`: the target key holds a scope (named) the acting key does
+    /// not; a key may update or rotate only keys whose scopes are a subset of its own.
+    #[error("key not subordinate: holds {0}")]
+    KeyNotSubordinate(String),
+    /// 403 `restriction_not_held`: the new or changed key would be less restricted than the
+    /// acting key (field named: `expires_at`, `allowed_ips`, `rate_limit_per_minute`).
+    #[error("restriction not held: {field}: {message}")]
+    RestrictionNotHeld {
+        /// The request field at fault.
+        field: &'static str,
+        /// Why.
+        message: String,
+    },
     /// 403 `ip_not_allowed`: the client IP is outside the key's allowed CIDRs.
     #[error("client IP not allowed")]
     IpNotAllowed,
@@ -154,6 +167,8 @@ impl ApiError {
             Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
             InsufficientScope(_) => (StatusCode::FORBIDDEN, "insufficient_scope"),
             ScopeNotHeld(_) => (StatusCode::FORBIDDEN, "scope_not_held"),
+            KeyNotSubordinate(_) => (StatusCode::FORBIDDEN, "key_not_subordinate"),
+            RestrictionNotHeld { .. } => (StatusCode::FORBIDDEN, "restriction_not_held"),
             IpNotAllowed => (StatusCode::FORBIDDEN, "ip_not_allowed"),
             PlanRequired(_) => (StatusCode::FORBIDDEN, "plan_required"),
             KeyLimitReached(_) => (StatusCode::FORBIDDEN, "key_limit_reached"),
@@ -198,6 +213,11 @@ impl ApiError {
             ScopeNotHeld(scope) => {
                 format!("a key cannot grant the scope {scope}, which it does not hold itself")
             }
+            KeyNotSubordinate(scope) => format!(
+                "the key holds the scope {scope}, which this key does not: a key may update or \
+                 rotate only keys whose scopes are a subset of its own"
+            ),
+            RestrictionNotHeld { field, message } => format!("{field}: {message}"),
             IpNotAllowed => "the client IP is not within this key's allowed IPs".into(),
             PlanRequired(why) => why.clone(),
             KeyLimitReached(limit) => format!(
@@ -269,13 +289,15 @@ pub struct Problem {
     pub detail: String,
     /// A stable, machine-readable code.
     pub code: String,
-    /// The first invalid field (422 only).
+    /// The first invalid field (422), or the restriction at fault (403
+    /// `restriction_not_held`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// Every invalid field (422 only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
-    /// The missing scope (403 `insufficient_scope` / `scope_not_held`).
+    /// The missing scope (403 `insufficient_scope` / `scope_not_held` /
+    /// `key_not_subordinate`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
 }
@@ -289,10 +311,13 @@ impl ApiError {
                 errors.first().map(|e| e.field.clone()),
                 Some(errors.clone()),
             ),
+            ApiError::RestrictionNotHeld { field, .. } => (Some((*field).to_owned()), None),
             _ => (None, None),
         };
         let scope = match &self {
-            ApiError::InsufficientScope(s) | ApiError::ScopeNotHeld(s) => Some(s.clone()),
+            ApiError::InsufficientScope(s)
+            | ApiError::ScopeNotHeld(s)
+            | ApiError::KeyNotSubordinate(s) => Some(s.clone()),
             _ => None,
         };
         Problem {
@@ -364,6 +389,10 @@ impl From<commands::keys::CommandError> for ApiError {
             C::KeyExpired => ApiError::KeyExpired,
             C::KeyRotated { successor } => ApiError::KeyRotated(successor.to_string()),
             C::AlreadyExists(why) => ApiError::AlreadyExists(why),
+            C::KeyNotSubordinate { scope } => ApiError::KeyNotSubordinate(scope.as_str().to_owned()),
+            C::RestrictionNotHeld { field, message } => {
+                ApiError::RestrictionNotHeld { field, message }
+            }
             C::PreconditionFailed { current } => ApiError::PreconditionFailed { current },
             C::Integrity(broken) if broken.is_org() => ApiError::Integrity(Integrity::Organization),
             C::Integrity(_) => ApiError::Integrity(Integrity::Key),

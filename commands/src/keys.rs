@@ -24,7 +24,8 @@ use domain::apikey::{self, ApiKey, KeyStatus};
 use domain::chain::{ChainBreak, CheckedFold};
 use domain::events::{ApiKeyEvent, OrganizationEvent};
 use domain::organization::{self, Organization};
-use domain::scope::{ScopeError, ensure_can_grant};
+use domain::policy::{self, Actor, PolicyError, Restrictions};
+use domain::scope::ScopeError;
 use domain::store::{
     AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Metadata, StoreError,
 };
@@ -181,9 +182,25 @@ pub enum CommandError {
         /// The plan's limit.
         limit: u32,
     },
-    /// The acting key tried to grant a scope it does not hold (403 `insufficient_scope`).
+    /// The acting key tried to grant a scope it does not hold (403 `scope_not_held`).
     #[error("cannot grant scope {0} that the acting key does not hold")]
     ScopeNotHeld(Scope),
+    /// The target key holds a scope the acting key does not: a key may update or rotate
+    /// only keys whose scopes are a subset of its own (403 `key_not_subordinate`).
+    #[error("the key holds scope {scope}, which the acting key does not")]
+    KeyNotSubordinate {
+        /// The first of the target's scopes that the acting key lacks.
+        scope: Scope,
+    },
+    /// The new or changed key would be less restricted than the acting key allows
+    /// (403 `restriction_not_held`, naming the field): see `domain::policy`.
+    #[error("{field}: {message}")]
+    RestrictionNotHeld {
+        /// `expires_at`, `allowed_ips` or `rate_limit_per_minute`.
+        field: &'static str,
+        /// Why.
+        message: String,
+    },
     /// The key is revoked; only revoking it again is accepted (409 `key_revoked`).
     #[error("API key is revoked")]
     KeyRevoked,
@@ -271,6 +288,22 @@ impl From<apikey::Error> for CommandError {
             // The handler builds the prefix from the token it generated, and the successor
             // id is a fresh UUID v7: a bug, not input.
             E::PrefixMismatch | E::InvalidSuccessor => CommandError::Hash(error.to_string()),
+        }
+    }
+}
+
+impl From<PolicyError> for CommandError {
+    fn from(error: PolicyError) -> Self {
+        match error {
+            PolicyError::ScopeNotHeld(scope) => CommandError::ScopeNotHeld(scope),
+            PolicyError::NotSubordinate { scope } => CommandError::KeyNotSubordinate { scope },
+            PolicyError::RestrictionNotHeld {
+                restriction,
+                reason,
+            } => CommandError::RestrictionNotHeld {
+                field: restriction.field(),
+                message: reason.to_owned(),
+            },
         }
     }
 }
@@ -487,18 +520,26 @@ impl KeyService {
         }
     }
 
-    /// Creates a key in `org` on behalf of a key holding `granter` (the CLI passes
-    /// [`Scope::all`]), within the plan's key limit even under concurrent creates.
-    #[tracing::instrument(skip(self, ctx, granter, new), fields(actor = %ctx.actor, key_id))]
+    /// Creates a key in `org` on behalf of `actor`, within the plan's key limit even under
+    /// concurrent creates. A key actor can grant only scopes it holds, and the new key's
+    /// restrictions must be at least as tight as its own (`domain::policy`); an operator
+    /// ([`Actor::Operator`]) is not bound.
+    #[tracing::instrument(skip(self, ctx, actor, new), fields(actor = %ctx.actor, key_id))]
     pub async fn create_key(
         &self,
         ctx: &CommandContext,
         org: OrgId,
-        granter: &Scopes,
+        actor: &Actor,
         new: NewKey,
     ) -> Result<CreatedKey, CommandError> {
         let scopes = new.scopes.clone().unwrap_or_else(Scope::data_scopes);
-        ensure_can_grant(granter, &scopes)?;
+        // Scopes first: they need no load, and a refusal names the scope.
+        policy::ensure_may_grant(actor, &scopes)?;
+        let restrictions = Restrictions {
+            allowed_ips: new.allowed_ips.clone(),
+            expires_at: new.expires_at,
+            rate_limit_per_minute: new.rate_limit_per_minute,
+        };
         if new.expires_at.is_some_and(|at| at <= Utc::now()) {
             return Err(apikey::Error::ExpiryInPast.into());
         }
@@ -516,6 +557,8 @@ impl KeyService {
             let Some(org_state) = &org_loaded.state else {
                 return Err(CommandError::NotFound);
             };
+            // The plan gives the effective rate limit of an actor without an override.
+            policy::ensure_may_create(actor, &scopes, &restrictions, org_state.plan)?;
             let active_keys = match org_state.plan.max_active_keys() {
                 // Starter: the decision refuses whatever the count.
                 Some(0) | None => 0,
@@ -566,14 +609,16 @@ impl KeyService {
 
     /// Changes a key's name, scopes, allowed networks and expiry, in one append. With
     /// `if_match`, the key must be at that version (else `PreconditionFailed`) and a lost
-    /// race is reported, not retried. Scopes the key gains must be held by `granter`.
-    #[tracing::instrument(skip(self, ctx, granter, patch), fields(actor = %ctx.actor))]
+    /// race is reported, not retried. A key actor may change only keys whose scopes are a
+    /// subset of its own, grant only scopes it holds, and loosen a restriction only as far
+    /// as its own bounds it (`domain::policy`).
+    #[tracing::instrument(skip(self, ctx, actor, patch), fields(actor = %ctx.actor))]
     pub async fn update_key(
         &self,
         ctx: &CommandContext,
         org: OrgId,
         id: KeyId,
-        granter: &Scopes,
+        actor: &Actor,
         patch: KeyPatch,
         if_match: Option<u64>,
     ) -> Result<Written, CommandError> {
@@ -587,7 +632,21 @@ impl KeyService {
                     current: loaded.version,
                 });
             }
-            let events = decide_patch(&loaded.state, granter, &patch, Utc::now())?;
+            if let Some(key) = &loaded.state {
+                policy::ensure_may_manage(actor, &key.scopes)?;
+            }
+            let (events, after) = decide_patch(&loaded.state, actor, &patch, Utc::now())?;
+            if let (Actor::Key(_), Some(before), Some(after)) = (actor, &loaded.state, &after) {
+                let (before, after) = (Restrictions::of(before), Restrictions::of(after));
+                if before != after {
+                    let plan = self
+                        .load_org(org)
+                        .await?
+                        .map(|o| o.plan)
+                        .ok_or(CommandError::NotFound)?;
+                    policy::ensure_may_change(actor, &before, &after, plan)?;
+                }
+            }
             if events.is_empty() {
                 return Ok(loaded.unchanged());
             }
@@ -639,13 +698,16 @@ impl KeyService {
 
     /// Rotates a key: a new key with the same name, scopes, networks, environment, rate
     /// limit and expiry (`rotated_from` set), while the old key keeps working until
-    /// `now + grace_period` (or its own expiry, if sooner). One atomic append.
-    #[tracing::instrument(skip(self, ctx), fields(actor = %ctx.actor, successor_id))]
+    /// `now + grace_period` (or its own expiry, if sooner). One atomic append. A key actor
+    /// may rotate only keys whose scopes are a subset of its own (rotation hands out a new
+    /// secret with them); the successor's restrictions are the old key's, never looser.
+    #[tracing::instrument(skip(self, ctx, actor), fields(actor = %ctx.actor, successor_id))]
     pub async fn rotate(
         &self,
         ctx: &CommandContext,
         org: OrgId,
         id: KeyId,
+        actor: &Actor,
         grace_period: TimeDelta,
     ) -> Result<CreatedKey, CommandError> {
         let successor_id = KeyId::new_v7();
@@ -659,6 +721,7 @@ impl KeyService {
             let Some(old_state) = &old.state else {
                 return Err(CommandError::NotFound);
             };
+            policy::ensure_may_manage(actor, &old_state.scopes)?;
             let old_events = apikey::decide(
                 &old.state,
                 apikey::Command::Rotate {
@@ -928,13 +991,13 @@ impl KeyService {
 }
 
 /// Decides every change of `patch`, in order, each against the state left by the ones
-/// before, so that the events replay to the patched key.
+/// before, so that the events replay to the patched key; returns them and that key.
 fn decide_patch(
     key: &Option<apikey::State>,
-    granter: &Scopes,
+    actor: &Actor,
     patch: &KeyPatch,
     now: DateTime<Utc>,
-) -> Result<Vec<ApiKeyEvent>, CommandError> {
+) -> Result<(Vec<ApiKeyEvent>, Option<apikey::State>), CommandError> {
     let mut commands = Vec::new();
     if let Some(name) = &patch.name {
         commands.push(apikey::Command::Rename { name: name.clone() });
@@ -946,7 +1009,7 @@ fn decide_patch(
                 .iter()
                 .filter(|s| !current.scopes.contains(*s))
                 .collect();
-            ensure_can_grant(granter, &gained)?;
+            policy::ensure_may_grant(actor, &gained)?;
         }
         commands.push(apikey::Command::ChangeScopes {
             scopes: scopes.clone(),
@@ -968,7 +1031,7 @@ fn decide_patch(
             events.push(event);
         }
     }
-    Ok(events)
+    Ok((events, state))
 }
 
 /// Generates a token for `key_id` and hashes it off the async workers.

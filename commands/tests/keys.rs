@@ -15,6 +15,7 @@ use commands::keys::{
     BOOTSTRAP_ORG_ID, CommandContext, CommandError, CreatedKey, KeyPatch, KeyService, NewKey,
 };
 use commands::{PostgresEventStore, SqliteEventStore};
+use domain::policy::{Actor, Authority, Restrictions};
 use domain::store::EventStore;
 use domain::{
     AllowedIps, Environment, KeyName, KeyStatus, OrgId, OrgName, Plan, Scope, Scopes, organization,
@@ -131,6 +132,11 @@ key_tests!(
     concurrent_bootstraps_create_one_organization,
     bootstrap_does_nothing_on_a_non_empty_store,
     no_secret_reaches_the_store,
+    a_write_only_key_cannot_change_or_rotate_the_root_key,
+    a_restricted_key_cannot_create_a_less_restricted_child,
+    a_restricted_key_cannot_loosen_another_key_beyond_its_own_restrictions,
+    a_subordinate_key_is_rotated_with_its_restrictions,
+    a_key_with_a_legacy_prefix_keeps_it_and_can_still_be_rotated,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -152,6 +158,14 @@ fn new_key(name: &str) -> NewKey {
         expires_at: None,
         rate_limit_per_minute: None,
     }
+}
+
+/// An API key actor holding `names` and no restriction.
+fn holding(names: &[&str]) -> Actor {
+    Actor::Key(Authority {
+        scopes: scopes(names),
+        restrictions: Restrictions::default(),
+    })
 }
 
 fn scopes(names: &[&str]) -> Scopes {
@@ -241,7 +255,7 @@ async fn a_starter_organization_cannot_create_keys(db: &impl TestDatabase) {
     let (org, _) = org(&svc, Plan::Starter).await;
 
     let result = svc
-        .create_key(&ctx(), org.id, &Scope::all(), new_key("k"))
+        .create_key(&ctx(), org.id, &Actor::Operator, new_key("k"))
         .await;
 
     assert!(
@@ -266,7 +280,7 @@ async fn a_plan_change_lets_an_organization_create_keys(db: &impl TestDatabase) 
 
     assert_eq!(changed.version, 3);
     assert_eq!(unchanged, changed, "same plan: nothing written");
-    svc.create_key(&ctx(), org.id, &Scope::all(), new_key("k"))
+    svc.create_key(&ctx(), org.id, &Actor::Operator, new_key("k"))
         .await
         .unwrap();
     let missing = OrgId::new_v7();
@@ -287,7 +301,7 @@ async fn the_key_limit_holds_under_thirty_concurrent_creates(db: &impl TestDatab
         .map(|i| {
             let svc = if i % 2 == 0 { a.clone() } else { b.clone() };
             tokio::spawn(async move {
-                svc.create_key(&ctx(), org.id, &Scope::all(), new_key(&format!("k{i}")))
+                svc.create_key(&ctx(), org.id, &Actor::Operator, new_key(&format!("k{i}")))
                     .await
             })
         })
@@ -320,11 +334,11 @@ async fn the_key_limit_holds_under_thirty_concurrent_creates(db: &impl TestDatab
     a.revoke(&ctx(), org.id, freed, Some("rotated out".into()))
         .await
         .unwrap();
-    a.create_key(&ctx(), org.id, &Scope::all(), new_key("again"))
+    a.create_key(&ctx(), org.id, &Actor::Operator, new_key("again"))
         .await
         .unwrap();
     let full = a
-        .create_key(&ctx(), org.id, &Scope::all(), new_key("too many"))
+        .create_key(&ctx(), org.id, &Actor::Operator, new_key("too many"))
         .await;
     assert!(
         matches!(full, Err(CommandError::KeyLimitReached { limit: 10 })),
@@ -337,17 +351,17 @@ async fn an_expired_key_frees_its_slot(db: &impl TestDatabase) {
     let (org, _) = org(&svc, Plan::Professional).await;
     let mut short = new_key("short-lived");
     short.expires_at = Some(Utc::now() + TimeDelta::milliseconds(1500));
-    svc.create_key(&ctx(), org.id, &Scope::all(), short)
+    svc.create_key(&ctx(), org.id, &Actor::Operator, short)
         .await
         .unwrap();
     // The root, the short-lived key and 8 more: 10 active keys.
     for i in 0..8 {
-        svc.create_key(&ctx(), org.id, &Scope::all(), new_key(&format!("k{i}")))
+        svc.create_key(&ctx(), org.id, &Actor::Operator, new_key(&format!("k{i}")))
             .await
             .unwrap();
     }
     let full = svc
-        .create_key(&ctx(), org.id, &Scope::all(), new_key("full"))
+        .create_key(&ctx(), org.id, &Actor::Operator, new_key("full"))
         .await;
     assert!(
         matches!(full, Err(CommandError::KeyLimitReached { .. })),
@@ -356,7 +370,7 @@ async fn an_expired_key_frees_its_slot(db: &impl TestDatabase) {
 
     tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
 
-    svc.create_key(&ctx(), org.id, &Scope::all(), new_key("after expiry"))
+    svc.create_key(&ctx(), org.id, &Actor::Operator, new_key("after expiry"))
         .await
         .unwrap();
 }
@@ -366,7 +380,7 @@ async fn enterprise_has_no_key_limit(db: &impl TestDatabase) {
     let (org, _) = org(&svc, Plan::Enterprise).await;
 
     for i in 0..15 {
-        svc.create_key(&ctx(), org.id, &Scope::all(), new_key(&format!("k{i}")))
+        svc.create_key(&ctx(), org.id, &Actor::Operator, new_key(&format!("k{i}")))
             .await
             .unwrap();
     }
@@ -377,7 +391,7 @@ async fn enterprise_has_no_key_limit(db: &impl TestDatabase) {
 async fn a_key_cannot_grant_a_scope_it_does_not_hold(db: &impl TestDatabase) {
     let svc = service(db).await;
     let (org, _) = org(&svc, Plan::Enterprise).await;
-    let granter = scopes(&["api-keys:create", "work-orders:read"]);
+    let granter = holding(&["api-keys:create", "work-orders:read"]);
 
     let mut asks_more = new_key("more");
     asks_more.scopes = Some(scopes(&["work-orders:read", "assets:write"]));
@@ -422,13 +436,19 @@ async fn a_key_cannot_grant_a_scope_it_does_not_hold(db: &impl TestDatabase) {
         )
         .await
         .unwrap();
+    // Narrowing a key that holds more than the granter is managing a stronger key: refused
+    // (see the policy cases below).
     let narrow = KeyPatch {
         scopes: Some(scopes(&["api-keys:read"])),
         ..KeyPatch::default()
     };
-    svc.update_key(&ctx(), root.key.org_id, root.key.id, &granter, narrow, None)
-        .await
-        .unwrap();
+    let narrowed = svc
+        .update_key(&ctx(), root.key.org_id, root.key.id, &granter, narrow, None)
+        .await;
+    assert!(
+        matches!(narrowed, Err(CommandError::KeyNotSubordinate { .. })),
+        "{narrowed:?}"
+    );
 }
 
 async fn another_organizations_key_is_not_found(db: &impl TestDatabase) {
@@ -443,7 +463,7 @@ async fn another_organizations_key_is_not_found(db: &impl TestDatabase) {
             &ctx(),
             mine.id,
             id,
-            &Scope::all(),
+            &Actor::Operator,
             KeyPatch {
                 name: Some(KeyName::parse("mine now").unwrap()),
                 ..KeyPatch::default()
@@ -451,9 +471,11 @@ async fn another_organizations_key_is_not_found(db: &impl TestDatabase) {
             None,
         )
         .await;
-    let rotate = svc.rotate(&ctx(), mine.id, id, TimeDelta::zero()).await;
+    let rotate = svc
+        .rotate(&ctx(), mine.id, id, &Actor::Operator, TimeDelta::zero())
+        .await;
     let missing_org = svc
-        .create_key(&ctx(), OrgId::new_v7(), &Scope::all(), new_key("k"))
+        .create_key(&ctx(), OrgId::new_v7(), &Actor::Operator, new_key("k"))
         .await;
     let missing_key = svc
         .revoke(&ctx(), mine.id, domain::KeyId::new_v7(), None)
@@ -479,7 +501,7 @@ async fn update_key_appends_every_change_at_once(db: &impl TestDatabase) {
     let svc = service(db).await;
     let (org, _) = org(&svc, Plan::Enterprise).await;
     let key = svc
-        .create_key(&ctx(), org.id, &Scope::all(), new_key("k"))
+        .create_key(&ctx(), org.id, &Actor::Operator, new_key("k"))
         .await
         .unwrap();
     let expires_at = Utc::now() + TimeDelta::days(7);
@@ -495,14 +517,14 @@ async fn update_key_appends_every_change_at_once(db: &impl TestDatabase) {
             &ctx(),
             org.id,
             key.key.id,
-            &Scope::all(),
+            &Actor::Operator,
             patch.clone(),
             Some(1),
         )
         .await
         .unwrap();
     let again = svc
-        .update_key(&ctx(), org.id, key.key.id, &Scope::all(), patch, None)
+        .update_key(&ctx(), org.id, key.key.id, &Actor::Operator, patch, None)
         .await
         .unwrap();
 
@@ -530,7 +552,7 @@ async fn update_key_appends_every_change_at_once(db: &impl TestDatabase) {
             &ctx(),
             org.id,
             key.key.id,
-            &Scope::all(),
+            &Actor::Operator,
             KeyPatch {
                 name: Some(KeyName::parse("not applied").unwrap()),
                 expires_at: Some(Some(Utc::now() - TimeDelta::seconds(1))),
@@ -556,7 +578,9 @@ async fn update_key_appends_every_change_at_once(db: &impl TestDatabase) {
     );
     let mut expired = new_key("past");
     expired.expires_at = Some(Utc::now() - TimeDelta::seconds(1));
-    let create = svc.create_key(&ctx(), org.id, &Scope::all(), expired).await;
+    let create = svc
+        .create_key(&ctx(), org.id, &Actor::Operator, expired)
+        .await;
     assert!(
         matches!(
             create,
@@ -573,7 +597,7 @@ async fn update_key_with_a_stale_if_match_fails(db: &impl TestDatabase) {
     let svc = service(db).await;
     let (org, _) = org(&svc, Plan::Enterprise).await;
     let key = svc
-        .create_key(&ctx(), org.id, &Scope::all(), new_key("k"))
+        .create_key(&ctx(), org.id, &Actor::Operator, new_key("k"))
         .await
         .unwrap();
     let rename = |name: &str| KeyPatch {
@@ -584,7 +608,7 @@ async fn update_key_with_a_stale_if_match_fails(db: &impl TestDatabase) {
         &ctx(),
         org.id,
         key.key.id,
-        &Scope::all(),
+        &Actor::Operator,
         rename("first"),
         Some(1),
     )
@@ -596,7 +620,7 @@ async fn update_key_with_a_stale_if_match_fails(db: &impl TestDatabase) {
             &ctx(),
             org.id,
             key.key.id,
-            &Scope::all(),
+            &Actor::Operator,
             rename("second"),
             Some(1),
         )
@@ -621,7 +645,7 @@ async fn revoking_twice_is_a_no_op(db: &impl TestDatabase) {
     let svc = service(db).await;
     let (org, _) = org(&svc, Plan::Enterprise).await;
     let key = svc
-        .create_key(&ctx(), org.id, &Scope::all(), new_key("k"))
+        .create_key(&ctx(), org.id, &Actor::Operator, new_key("k"))
         .await
         .unwrap();
 
@@ -644,7 +668,7 @@ async fn revoking_twice_is_a_no_op(db: &impl TestDatabase) {
             &ctx(),
             org.id,
             key.key.id,
-            &Scope::all(),
+            &Actor::Operator,
             KeyPatch {
                 name: Some(KeyName::parse("zombie").unwrap()),
                 ..KeyPatch::default()
@@ -657,7 +681,13 @@ async fn revoking_twice_is_a_no_op(db: &impl TestDatabase) {
         "{rename:?}"
     );
     let rotate = svc
-        .rotate(&ctx(), org.id, key.key.id, TimeDelta::zero())
+        .rotate(
+            &ctx(),
+            org.id,
+            key.key.id,
+            &Actor::Operator,
+            TimeDelta::zero(),
+        )
         .await;
     assert!(
         matches!(rotate, Err(CommandError::KeyRevoked)),
@@ -680,13 +710,16 @@ async fn rotation_keeps_both_keys_active_during_the_grace_period(db: &impl TestD
     spec.allowed_ips = AllowedIps::parse(["192.168.0.0/16"]).unwrap();
     spec.rate_limit_per_minute = Some(domain::RateLimit::parse(42).unwrap());
     let old = svc
-        .create_key(&ctx(), org.id, &Scope::all(), spec)
+        .create_key(&ctx(), org.id, &Actor::Operator, spec)
         .await
         .unwrap();
     let grace = TimeDelta::hours(1);
 
     let before = Utc::now();
-    let new = svc.rotate(&ctx(), org.id, old.key.id, grace).await.unwrap();
+    let new = svc
+        .rotate(&ctx(), org.id, old.key.id, &Actor::Operator, grace)
+        .await
+        .unwrap();
     let after = Utc::now();
 
     let old_state = svc.load_key(old.key.id).await.unwrap().unwrap();
@@ -720,13 +753,21 @@ async fn rotation_keeps_both_keys_active_during_the_grace_period(db: &impl TestD
     let issued = svc.list_org_key_ids(org.id).await.unwrap();
     assert!(issued.contains(&new.key.id));
 
-    let twice = svc.rotate(&ctx(), org.id, old.key.id, grace).await;
+    let twice = svc
+        .rotate(&ctx(), org.id, old.key.id, &Actor::Operator, grace)
+        .await;
     assert!(
         matches!(twice, Err(CommandError::KeyRotated { successor }) if successor == new.key.id),
         "{twice:?}"
     );
     let too_long = svc
-        .rotate(&ctx(), org.id, new.key.id, TimeDelta::days(31))
+        .rotate(
+            &ctx(),
+            org.id,
+            new.key.id,
+            &Actor::Operator,
+            TimeDelta::days(31),
+        )
         .await;
     assert!(
         matches!(
@@ -784,11 +825,17 @@ async fn no_secret_reaches_the_store(db: &impl TestDatabase) {
     let svc = service(db).await;
     let (org, root) = org(&svc, Plan::Enterprise).await;
     let key = svc
-        .create_key(&ctx(), org.id, &Scope::all(), new_key("k"))
+        .create_key(&ctx(), org.id, &Actor::Operator, new_key("k"))
         .await
         .unwrap();
     let rotated = svc
-        .rotate(&ctx(), org.id, key.key.id, TimeDelta::zero())
+        .rotate(
+            &ctx(),
+            org.id,
+            key.key.id,
+            &Actor::Operator,
+            TimeDelta::zero(),
+        )
         .await
         .unwrap();
 
@@ -845,11 +892,17 @@ async fn no_secret_or_hash_reaches_a_log_line_or_span() {
     // Act
     let (org, root) = svc.bootstrap(Environment::Live).await.unwrap().unwrap();
     let key = svc
-        .create_key(&ctx(), org.id, &Scope::all(), new_key("k"))
+        .create_key(&ctx(), org.id, &Actor::Operator, new_key("k"))
         .await
         .unwrap();
     let rotated = svc
-        .rotate(&ctx(), org.id, key.key.id, TimeDelta::minutes(5))
+        .rotate(
+            &ctx(),
+            org.id,
+            key.key.id,
+            &Actor::Operator,
+            TimeDelta::minutes(5),
+        )
         .await
         .unwrap();
     svc.revoke(&ctx(), org.id, rotated.key.id, None)
@@ -872,4 +925,467 @@ async fn no_secret_or_hash_reaches_a_log_line_or_span() {
         );
     }
     assert!(!logs.contains("$argon2"), "a hash was logged");
+}
+
+// ---------------------------------------------------------------- key policy
+
+/// A key made by an operator in `org`, and the actor it is when it acts.
+async fn acting_key(
+    svc: &KeyService,
+    org: OrgId,
+    names: &[&str],
+    shape: impl FnOnce(&mut NewKey),
+) -> (CreatedKey, Actor) {
+    let mut spec = new_key("actor");
+    spec.scopes = Some(scopes(names));
+    shape(&mut spec);
+    let key = svc
+        .create_key(&ctx(), org, &Actor::Operator, spec)
+        .await
+        .unwrap();
+    let actor = Actor::key(&key.key);
+    (key, actor)
+}
+
+fn restriction_refused(result: &Result<impl std::fmt::Debug, CommandError>, field: &str) -> bool {
+    matches!(result, Err(CommandError::RestrictionNotHeld { field: f, .. }) if *f == field)
+}
+
+async fn a_write_only_key_cannot_change_or_rotate_the_root_key(db: &impl TestDatabase) {
+    // Arrange: the root key holds every scope; the actor only api-keys:write.
+    let svc = service(db).await;
+    let (org, root) = org(&svc, Plan::Enterprise).await;
+    let (_, writer) = acting_key(&svc, org.id, &["api-keys:write"], |_| {}).await;
+
+    // Act
+    let narrow = svc
+        .update_key(
+            &ctx(),
+            org.id,
+            root.key.id,
+            &writer,
+            KeyPatch {
+                scopes: Some(scopes(&["api-keys:write"])),
+                ..KeyPatch::default()
+            },
+            None,
+        )
+        .await;
+    let ip_lock = svc
+        .update_key(
+            &ctx(),
+            org.id,
+            root.key.id,
+            &writer,
+            KeyPatch {
+                allowed_ips: Some(AllowedIps::parse(["203.0.113.7"]).unwrap()),
+                ..KeyPatch::default()
+            },
+            None,
+        )
+        .await;
+    let rename = svc
+        .update_key(
+            &ctx(),
+            org.id,
+            root.key.id,
+            &writer,
+            KeyPatch {
+                name: Some(KeyName::parse("mine").unwrap()),
+                ..KeyPatch::default()
+            },
+            None,
+        )
+        .await;
+    let rotate = svc
+        .rotate(&ctx(), org.id, root.key.id, &writer, TimeDelta::zero())
+        .await;
+
+    // Assert: every one refused, naming a scope the writer lacks; the root key unchanged.
+    for (what, result) in [
+        ("narrow", &narrow),
+        ("ip lock", &ip_lock),
+        ("rename", &rename),
+    ] {
+        assert!(
+            matches!(result, Err(CommandError::KeyNotSubordinate { scope }) if *scope != Scope::API_KEYS_WRITE),
+            "{what}: {result:?}"
+        );
+    }
+    assert!(
+        matches!(rotate, Err(CommandError::KeyNotSubordinate { .. })),
+        "{rotate:?}"
+    );
+    assert_eq!(
+        svc.load_key(root.key.id).await.unwrap(),
+        Some(root.key.clone())
+    );
+    // An operator is not bound by key policy.
+    svc.update_key(
+        &ctx(),
+        org.id,
+        root.key.id,
+        &Actor::Operator,
+        KeyPatch {
+            name: Some(KeyName::parse("root (renamed)").unwrap()),
+            ..KeyPatch::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+}
+
+async fn a_restricted_key_cannot_create_a_less_restricted_child(db: &impl TestDatabase) {
+    // Arrange: a creator with an expiry, an allowlist and a low rate limit.
+    let svc = service(db).await;
+    let (org, _) = org(&svc, Plan::Enterprise).await;
+    let expiry = Utc::now() + TimeDelta::days(1);
+    let (_, creator) = acting_key(&svc, org.id, &["api-keys:create", "assets:read"], |k| {
+        k.expires_at = Some(expiry);
+        k.allowed_ips = AllowedIps::parse(["10.0.0.0/8"]).unwrap();
+        k.rate_limit_per_minute = Some(domain::RateLimit::parse(10).unwrap());
+    })
+    .await;
+    let child = |shape: &dyn Fn(&mut NewKey)| {
+        let mut k = new_key("child");
+        k.scopes = Some(scopes(&["assets:read"]));
+        k.expires_at = Some(expiry);
+        k.allowed_ips = AllowedIps::parse(["10.1.0.0/16"]).unwrap();
+        k.rate_limit_per_minute = Some(domain::RateLimit::parse(10).unwrap());
+        shape(&mut k);
+        k
+    };
+    let before = key_created_count(svc.store(), org.id).await;
+
+    // Act
+    let unrestricted = svc
+        .create_key(
+            &ctx(),
+            org.id,
+            &creator,
+            child(&|k| {
+                k.expires_at = None;
+                k.allowed_ips = AllowedIps::any();
+                k.rate_limit_per_minute = None;
+            }),
+        )
+        .await;
+    let later = svc
+        .create_key(
+            &ctx(),
+            org.id,
+            &creator,
+            child(&|k| k.expires_at = Some(expiry + TimeDelta::seconds(1))),
+        )
+        .await;
+    let anywhere = svc
+        .create_key(
+            &ctx(),
+            org.id,
+            &creator,
+            child(&|k| k.allowed_ips = AllowedIps::any()),
+        )
+        .await;
+    let outside = svc
+        .create_key(
+            &ctx(),
+            org.id,
+            &creator,
+            child(&|k| k.allowed_ips = AllowedIps::parse(["192.168.0.0/24"]).unwrap()),
+        )
+        .await;
+    let plan_rate = svc
+        .create_key(
+            &ctx(),
+            org.id,
+            &creator,
+            child(&|k| k.rate_limit_per_minute = None),
+        )
+        .await;
+    let faster = svc
+        .create_key(
+            &ctx(),
+            org.id,
+            &creator,
+            child(&|k| k.rate_limit_per_minute = Some(domain::RateLimit::parse(11).unwrap())),
+        )
+        .await;
+    let refused = key_created_count(svc.store(), org.id).await;
+    let equal = svc
+        .create_key(
+            &ctx(),
+            org.id,
+            &creator,
+            child(&|k| {
+                k.allowed_ips = AllowedIps::parse(["10.0.0.0/8"]).unwrap();
+            }),
+        )
+        .await
+        .unwrap();
+    let tighter = svc
+        .create_key(
+            &ctx(),
+            org.id,
+            &creator,
+            child(&|k| {
+                k.expires_at = Some(expiry - TimeDelta::hours(1));
+                k.rate_limit_per_minute = Some(domain::RateLimit::parse(1).unwrap());
+            }),
+        )
+        .await
+        .unwrap();
+
+    // Assert
+    assert!(
+        restriction_refused(&unrestricted, "expires_at"),
+        "{unrestricted:?}"
+    );
+    assert!(restriction_refused(&later, "expires_at"), "{later:?}");
+    assert!(
+        restriction_refused(&anywhere, "allowed_ips"),
+        "{anywhere:?}"
+    );
+    assert!(restriction_refused(&outside, "allowed_ips"), "{outside:?}");
+    assert!(
+        restriction_refused(&plan_rate, "rate_limit_per_minute"),
+        "{plan_rate:?}"
+    );
+    assert!(
+        restriction_refused(&faster, "rate_limit_per_minute"),
+        "{faster:?}"
+    );
+    assert_eq!(refused, before, "a refused create appends nothing");
+    assert_eq!(equal.key.expires_at, Some(expiry));
+    assert_eq!(
+        tighter.key.rate_limit_per_minute.map(|r| r.per_minute()),
+        Some(1)
+    );
+}
+
+async fn a_restricted_key_cannot_loosen_another_key_beyond_its_own_restrictions(
+    db: &impl TestDatabase,
+) {
+    // Arrange: an IP-locked, expiring actor, and a tighter target it may manage.
+    let svc = service(db).await;
+    let (org, _) = org(&svc, Plan::Enterprise).await;
+    let actor_expiry = Utc::now() + TimeDelta::days(1);
+    let (_, actor) = acting_key(&svc, org.id, &["api-keys:write", "assets:read"], |k| {
+        k.expires_at = Some(actor_expiry);
+        k.allowed_ips = AllowedIps::parse(["10.0.0.0/8"]).unwrap();
+    })
+    .await;
+    let (target, _) = acting_key(&svc, org.id, &["assets:read"], |k| {
+        k.expires_at = Some(Utc::now() + TimeDelta::hours(1));
+        k.allowed_ips = AllowedIps::parse(["10.1.0.0/16"]).unwrap();
+    })
+    .await;
+    let id = target.key.id;
+
+    // Act
+    let no_ips = svc
+        .update_key(
+            &ctx(),
+            org.id,
+            id,
+            &actor,
+            KeyPatch {
+                allowed_ips: Some(AllowedIps::any()),
+                ..KeyPatch::default()
+            },
+            None,
+        )
+        .await;
+    let other_net = svc
+        .update_key(
+            &ctx(),
+            org.id,
+            id,
+            &actor,
+            KeyPatch {
+                allowed_ips: Some(AllowedIps::parse(["10.1.0.0/16", "192.168.1.0/24"]).unwrap()),
+                ..KeyPatch::default()
+            },
+            None,
+        )
+        .await;
+    let no_expiry = svc
+        .update_key(
+            &ctx(),
+            org.id,
+            id,
+            &actor,
+            KeyPatch {
+                expires_at: Some(None),
+                ..KeyPatch::default()
+            },
+            None,
+        )
+        .await;
+    let past_actor = svc
+        .update_key(
+            &ctx(),
+            org.id,
+            id,
+            &actor,
+            KeyPatch {
+                expires_at: Some(Some(actor_expiry + TimeDelta::hours(1))),
+                ..KeyPatch::default()
+            },
+            None,
+        )
+        .await;
+    let unchanged = svc.load_key(id).await.unwrap().unwrap();
+    let within = svc
+        .update_key(
+            &ctx(),
+            org.id,
+            id,
+            &actor,
+            KeyPatch {
+                allowed_ips: Some(AllowedIps::parse(["10.0.0.0/9"]).unwrap()),
+                expires_at: Some(Some(actor_expiry)),
+                ..KeyPatch::default()
+            },
+            None,
+        )
+        .await;
+    // A key without those restrictions (same scopes) may lift them.
+    let (_, free) = acting_key(&svc, org.id, &["api-keys:write", "assets:read"], |_| {}).await;
+    let lifted = svc
+        .update_key(
+            &ctx(),
+            org.id,
+            id,
+            &free,
+            KeyPatch {
+                allowed_ips: Some(AllowedIps::any()),
+                expires_at: Some(None),
+                ..KeyPatch::default()
+            },
+            None,
+        )
+        .await;
+
+    // Assert
+    assert!(restriction_refused(&no_ips, "allowed_ips"), "{no_ips:?}");
+    assert!(
+        restriction_refused(&other_net, "allowed_ips"),
+        "{other_net:?}"
+    );
+    assert!(
+        restriction_refused(&no_expiry, "expires_at"),
+        "{no_expiry:?}"
+    );
+    assert!(
+        restriction_refused(&past_actor, "expires_at"),
+        "{past_actor:?}"
+    );
+    assert_eq!(unchanged, target.key, "refused changes append nothing");
+    within.unwrap();
+    lifted.unwrap();
+    let now = svc.load_key(id).await.unwrap().unwrap();
+    assert!(now.allowed_ips.is_empty());
+    assert_eq!(now.expires_at, None);
+}
+
+async fn a_subordinate_key_is_rotated_with_its_restrictions(db: &impl TestDatabase) {
+    // Arrange: a target with every restriction, and a narrow, unrestricted-scope actor.
+    let svc = service(db).await;
+    let (org, _) = org(&svc, Plan::Enterprise).await;
+    let (target, _) = acting_key(&svc, org.id, &["assets:read"], |k| {
+        k.expires_at = Some(Utc::now() + TimeDelta::days(3));
+        k.allowed_ips = AllowedIps::parse(["10.1.0.0/16"]).unwrap();
+        k.rate_limit_per_minute = Some(domain::RateLimit::parse(7).unwrap());
+    })
+    .await;
+    let (_, actor) = acting_key(&svc, org.id, &["api-keys:create", "assets:read"], |_| {}).await;
+
+    // Act
+    let successor = svc
+        .rotate(&ctx(), org.id, target.key.id, &actor, TimeDelta::minutes(1))
+        .await
+        .unwrap();
+
+    // Assert: the successor is never looser than the key it replaces.
+    assert_eq!(
+        Restrictions::of(&successor.key),
+        Restrictions::of(&target.key)
+    );
+    assert_eq!(successor.key.scopes, target.key.scopes);
+}
+
+async fn a_key_with_a_legacy_prefix_keeps_it_and_can_still_be_rotated(db: &impl TestDatabase) {
+    // Arrange: a key as the first releases wrote it, with an 8-character id prefix.
+    use domain::events::{ApiKeyEvent, KeyCreated, OrganizationEvent};
+    use domain::store::{AppendRequest, ExpectedVersion};
+    use domain::{KeyId, Token, token};
+    let svc = service(db).await;
+    let (org, _) = org(&svc, Plan::Enterprise).await;
+    let key_id = KeyId::new_v7();
+    let token = Token::generate(Environment::Test, key_id);
+    let legacy =
+        token.expose_secret()[..token::ENV_PREFIX_LEN + token::LEGACY_PREFIX_ID_CHARS].to_owned();
+    let org_version = svc.store().stream_version(&org.id.stream()).await.unwrap();
+    let org_events = organization::decide(
+        &Some(org.clone()),
+        organization::Command::IssueKey {
+            key_id,
+            name: KeyName::parse("old").unwrap(),
+            active_keys: 1,
+        },
+    )
+    .unwrap();
+    let created: ApiKeyEvent = KeyCreated {
+        key_id,
+        org_id: org.id,
+        name: KeyName::parse("old").unwrap(),
+        environment: Environment::Test,
+        scopes: scopes(&["assets:read"]),
+        allowed_ips: AllowedIps::any(),
+        expires_at: None,
+        rate_limit_per_minute: None,
+        secret_hash: commands::hashing::hash_token(token.expose_secret()).unwrap(),
+        prefix: legacy.clone(),
+        rotated_from: None,
+        created_at: Utc::now(),
+    }
+    .into();
+    let metadata = ctx().metadata();
+    svc.store()
+        .append_many(vec![
+            AppendRequest {
+                stream: org.id.stream(),
+                expected: ExpectedVersion::Exact(org_version),
+                events: OrganizationEvent::to_new_events(&org_events, &metadata),
+            },
+            AppendRequest {
+                stream: key_id.stream(),
+                expected: ExpectedVersion::NoStream,
+                events: ApiKeyEvent::to_new_events(&[created], &metadata),
+            },
+        ])
+        .await
+        .unwrap();
+
+    // Act
+    let loaded = svc.load_key(key_id).await.unwrap().unwrap();
+    let successor = svc
+        .rotate(&ctx(), org.id, key_id, &Actor::Operator, TimeDelta::zero())
+        .await
+        .unwrap();
+
+    // Assert: the stored prefix is kept (and is still the token's start); its token still
+    // verifies; the successor gets today's prefix.
+    assert_eq!(loaded.prefix, legacy);
+    assert!(token.expose_secret().starts_with(&loaded.prefix));
+    assert!(verify_token(token.expose_secret(), &loaded.secret_hash));
+    assert_eq!(successor.key.prefix.len(), token::PREFIX_LEN);
+    assert_eq!(successor.key.prefix, successor.token.prefix());
+    assert!(
+        successor
+            .token
+            .expose_secret()
+            .starts_with(&successor.key.prefix)
+    );
 }

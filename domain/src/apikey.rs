@@ -102,7 +102,8 @@ pub struct State {
     /// argon2id PHC string of its token. Never serialized.
     #[serde(skip_serializing)]
     pub secret_hash: SecretHash,
-    /// The displayed prefix.
+    /// The displayed prefix, as its `KeyCreated` recorded it: the token's first
+    /// [`token::PREFIX_LEN`] characters (keys of the first releases: 16). Never recomputed.
     pub prefix: String,
     /// When it was created.
     pub created_at: DateTime<Utc>,
@@ -155,8 +156,8 @@ pub struct CreateKey {
     pub name: KeyName,
     /// `live` or `test`.
     pub environment: Environment,
-    /// Its scopes (the handler defaults them to [`crate::Scope::data_scopes`] and
-    /// checks the acting key holds them all).
+    /// Its scopes (the handler defaults them to [`crate::Scope::data_scopes`] and checks
+    /// them and the restrictions below against the acting key: [`crate::policy`]).
     pub scopes: Scopes,
     /// Where it may be used from.
     pub allowed_ips: AllowedIps,
@@ -166,7 +167,9 @@ pub struct CreateKey {
     pub rate_limit_per_minute: Option<RateLimit>,
     /// argon2id PHC string of its token.
     pub secret_hash: SecretHash,
-    /// The token's displayed prefix; must match `key_id` and `environment`.
+    /// The token's displayed prefix; must be [`token::prefix_of`] `key_id` and
+    /// `environment` (today's length: only `KeyCreated` events already stored carry the
+    /// legacy one).
     pub prefix: String,
     /// The key it replaces, when made by a rotation.
     pub rotated_from: Option<KeyId>,

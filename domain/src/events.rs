@@ -418,7 +418,8 @@ pub struct KeyCreated {
     pub rate_limit_per_minute: Option<RateLimit>,
     /// argon2id PHC string of the token. Redacted from `Debug` and public views.
     pub secret_hash: SecretHash,
-    /// The displayed prefix, `kl_live_<8 chars>`.
+    /// The displayed prefix: the token's first characters, `kl_live_<18 id chars>` (keys of
+    /// the first releases: 8).
     pub prefix: String,
     /// The key this one replaces, when made by a rotation.
     #[serde(default)]

@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
+use uuid::{NoContext, Timestamp, Uuid};
 
 /// Stream name prefix of a key's lifecycle stream: `apikey-<key id>`.
 pub const APIKEY_STREAM_PREFIX: &str = "apikey-";
@@ -31,9 +31,30 @@ macro_rules! uuid_id {
         pub struct $name(Uuid);
 
         impl $name {
-            /// A fresh, time-ordered id (UUID v7).
+            /// A fresh, time-ordered id (UUID v7): 48 bits of Unix milliseconds, then
+            /// 74 bits from the OS CSPRNG.
+            ///
+            /// All 74 bits are random, on purpose: `Uuid::now_v7` fills the 42 bits after
+            /// the clock with a per-process counter that moves by one per id within a
+            /// millisecond, so ids made in the same millisecond would share their leading
+            /// characters far beyond the clock, and a key's displayed prefix (the start of
+            /// its token, see `token::PREFIX_ID_CHARS`) would not tell them apart. Ids are
+            /// ordered by millisecond only; nothing relies on the order within one.
             pub fn new_v7() -> Self {
-                Self(Uuid::now_v7())
+                Self(Uuid::new_v7(Timestamp::now(NoContext)))
+            }
+
+            /// An id of the same layout as [`Self::new_v7`] for the given Unix time in
+            /// milliseconds (74 random bits): for tests of what ids made at one moment
+            /// share.
+            pub fn new_v7_at(unix_millis: u64) -> Self {
+                let ts = Timestamp::from_unix(
+                    NoContext,
+                    unix_millis / 1000,
+                    // Below 1e9: the remainder of a division by 1000, times 1e6.
+                    ((unix_millis % 1000) as u32) * 1_000_000,
+                );
+                Self(Uuid::new_v7(ts))
             }
 
             /// Wraps an existing UUID (e.g. read from a database row).
@@ -158,6 +179,33 @@ mod tests {
     fn it_should_create_version_7_ids() {
         assert_eq!(KeyId::new_v7().as_uuid().get_version_num(), 7);
         assert_eq!(OrgId::new_v7().as_uuid().get_version_num(), 7);
+    }
+
+    #[test]
+    fn it_should_put_the_given_millisecond_first_and_random_bits_after() {
+        let at = 1_764_633_600_123u64;
+        let a = KeyId::new_v7_at(at).as_uuid();
+        let b = KeyId::new_v7_at(at).as_uuid();
+        assert_eq!(a.get_version_num(), 7);
+        assert_eq!((a.as_u128() >> 80) as u64, at);
+        assert_eq!((b.as_u128() >> 80) as u64, at);
+        // 74 random bits: two ids of the same millisecond differ (p = 2^-74 otherwise).
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn ids_of_one_millisecond_should_not_be_counter_neighbours() {
+        // The uuid crate's `now_v7` counter would make consecutive ids of one millisecond
+        // differ by 2^32 (its lowest counter bit) plus noise; random ids differ in their
+        // top random bits. 64 ids at one instant spread over more than 2^60 of the 2^74
+        // space, which a counter would never do (64 * 2^32 < 2^39).
+        let at = 1_764_633_600_000u64;
+        let mut ids: Vec<u128> = (0..64)
+            .map(|_| KeyId::new_v7_at(at).as_uuid().as_u128())
+            .collect();
+        ids.sort_unstable();
+        let spread = ids[63] - ids[0];
+        assert!(spread > 1u128 << 60, "spread {spread:#x}");
     }
 
     #[test]

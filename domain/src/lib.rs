@@ -15,6 +15,7 @@ pub mod events;
 pub mod ids;
 pub mod organization;
 pub mod plan;
+pub mod policy;
 pub mod scope;
 pub mod store;
 #[cfg(test)]

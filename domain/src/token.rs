@@ -7,6 +7,21 @@
 //!   mistyped token is rejected with no I/O and secret scanners can recognise tokens.
 //!
 //! Every part has a fixed width, so a token is always [`TOKEN_LEN`] bytes long.
+//!
+//! The displayed **prefix** is the token's first [`PREFIX_LEN`] characters:
+//! `kl_live_` and the first [`PREFIX_ID_CHARS`] (18) characters of the id. The id part is
+//! the UUID v7 as one big-endian number, so its first characters are the clock: 48 bits of
+//! milliseconds fill about 8 base62 characters (8 characters are a ~10 ms clock, which is
+//! why the first releases' 8-character prefixes collided). Each further character adds
+//! log2(62) = 5.95 bits; 18 characters keep 128 - 4 x 5.95 = 104.2 bits of the id, that is
+//! the 48 clock bits, the 6 fixed version and variant bits, and 50.2 of the id's 74 random
+//! bits (`KeyId::new_v7` fills all 74 from the OS CSPRNG, with no counter). Keys of
+//! different milliseconds never share a prefix; `n` keys of one millisecond share one with
+//! probability about `n^2 / 2^51.2`: for 10,000 keys in one second, 3.5e-11 when they are
+//! spread over the second (10 per millisecond) and 3.9e-8 in the worst case of all 10,000
+//! in one millisecond. Keys created before this length keep the 8-character prefix their
+//! `KeyCreated` event recorded (it is data, never recomputed): it is still the start of
+//! their token, and of the prefix the current length would give them.
 //! [`Token`] holds the full secret and never shows it in `Debug`; the only way to read
 //! it is [`Token::expose_secret`].
 
@@ -31,8 +46,14 @@ pub const SECRET_BYTES: usize = 32;
 pub const ENV_PREFIX_LEN: usize = 8;
 /// The total length of every token.
 pub const TOKEN_LEN: usize = ENV_PREFIX_LEN + ID_LEN + 1 + SECRET_LEN + CHECKSUM_LEN;
-/// How many characters of the id part the displayed prefix keeps.
-pub const PREFIX_ID_CHARS: usize = 8;
+/// How many characters of the id part the displayed prefix keeps: enough to reach 50 of
+/// the id's random bits (see the module's documentation for the collision probability).
+pub const PREFIX_ID_CHARS: usize = 18;
+/// The displayed prefix's length: `kl_live_` plus [`PREFIX_ID_CHARS`] (26).
+pub const PREFIX_LEN: usize = ENV_PREFIX_LEN + PREFIX_ID_CHARS;
+/// How many id characters the first releases' prefixes kept. Their keys keep the prefix
+/// their `KeyCreated` event recorded; new keys get [`PREFIX_ID_CHARS`].
+pub const LEGACY_PREFIX_ID_CHARS: usize = 8;
 
 /// Which environment a key belongs to; a server only accepts keys of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -131,13 +152,14 @@ pub struct ParsedToken {
 }
 
 impl ParsedToken {
-    /// The displayed prefix, `kl_live_<first 8 chars of id>`.
+    /// The displayed prefix a key made today gets: `kl_live_<first 18 chars of id>`.
     pub fn prefix(&self) -> String {
         prefix_of(self.environment, self.key_id)
     }
 }
 
-/// The displayed prefix of a key: `kl_live_<first 8 chars of id part>`.
+/// The displayed prefix of a key created today: the first [`PREFIX_LEN`] characters of
+/// its token, `kl_live_<first 18 chars of id part>`.
 pub fn prefix_of(environment: Environment, key_id: KeyId) -> String {
     let id = encode_id(key_id);
     format!("{}{}", environment.token_prefix(), &id[..PREFIX_ID_CHARS])
@@ -255,9 +277,9 @@ impl Token {
         &self.full
     }
 
-    /// The displayed prefix, `kl_live_<first 8 chars of id>`.
+    /// The displayed prefix, the token's first [`PREFIX_LEN`] characters.
     pub fn prefix(&self) -> String {
-        self.full[..ENV_PREFIX_LEN + PREFIX_ID_CHARS].to_owned()
+        self.full[..PREFIX_LEN].to_owned()
     }
 
     /// The token's environment.
@@ -325,14 +347,59 @@ mod tests {
     }
 
     #[test]
-    fn it_should_show_the_first_eight_id_chars_as_prefix() {
+    fn it_should_show_the_tokens_first_26_characters_as_prefix() {
         let token = fixture();
         let prefix = token.prefix();
-        assert_eq!(prefix.len(), 16);
-        assert_eq!(prefix, token.expose_secret()[..16]);
+        assert_eq!(prefix.len(), 26);
+        assert_eq!(PREFIX_LEN, 26);
+        assert_eq!(prefix, token.expose_secret()[..26]);
         let parsed = Token::parse(token.expose_secret()).unwrap();
         assert_eq!(parsed.prefix(), prefix);
         assert_eq!(prefix_of(Environment::Live, token.key_id()), prefix);
+    }
+
+    #[test]
+    fn a_legacy_prefix_should_still_be_the_start_of_its_token_and_of_the_new_prefix() {
+        // Keys of the first releases recorded `kl_live_<8 id chars>` in their KeyCreated
+        // event; that stored prefix is shown as is and never recomputed.
+        let token = fixture();
+        let legacy = &token.expose_secret()[..ENV_PREFIX_LEN + LEGACY_PREFIX_ID_CHARS];
+        assert!(token.prefix().starts_with(legacy));
+        assert!(prefix_of(Environment::Live, token.key_id()).starts_with(legacy));
+    }
+
+    #[test]
+    fn the_clock_should_fill_only_the_first_nine_id_characters() {
+        // Ids a millisecond apart differ by at least 15 x 2^76 > 62^13 = 2^77.4, so they
+        // differ within their first 9 id characters: the rest of an 18-character prefix
+        // (and part of the 9th character) is decided by the random bits alone.
+        let at = 1_764_633_600_000u64;
+        let a = encode_id(KeyId::new_v7_at(at));
+        let b = encode_id(KeyId::new_v7_at(at + 1));
+        let common = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+        assert!(common <= 8, "{a} {b}");
+    }
+
+    #[test]
+    fn ten_thousand_keys_of_one_millisecond_should_have_distinct_prefixes() {
+        // Given 10,000 key ids with the same timestamp (the worst case of "10,000 keys in
+        // one second"), when their prefixes are taken, then none repeats. The chance that
+        // this fails is about 10,000^2 / 2^51.2 = 3.9e-8 (see the module documentation).
+        let at = 1_764_633_600_000u64;
+        let prefixes: std::collections::HashSet<String> = (0..10_000)
+            .map(|_| prefix_of(Environment::Live, KeyId::new_v7_at(at)))
+            .collect();
+        assert_eq!(prefixes.len(), 10_000);
+    }
+
+    #[test]
+    fn keys_of_one_millisecond_should_share_their_legacy_prefix() {
+        // Why the prefix grew: at the old length, keys of one millisecond all look alike.
+        let at = 1_764_633_600_000u64;
+        let legacy: std::collections::HashSet<String> = (0..100)
+            .map(|_| encode_id(KeyId::new_v7_at(at))[..LEGACY_PREFIX_ID_CHARS].to_owned())
+            .collect();
+        assert!(legacy.len() <= 2, "{legacy:?}");
     }
 
     #[test]
@@ -409,6 +476,22 @@ mod tests {
 
     fn any_env() -> impl Strategy<Value = Environment> {
         prop_oneof![Just(Environment::Live), Just(Environment::Test)]
+    }
+
+    proptest! {
+        // 10,000 ids per case: a few cases are enough to vary the millisecond.
+        #![proptest_config(ProptestConfig::with_cases(8))]
+
+        #[test]
+        fn keys_made_at_any_one_millisecond_should_have_distinct_prefixes(
+            at in 0u64..(1u64 << 48),
+            env in any_env(),
+        ) {
+            let prefixes: std::collections::HashSet<String> = (0..10_000)
+                .map(|_| prefix_of(env, KeyId::new_v7_at(at)))
+                .collect();
+            prop_assert_eq!(prefixes.len(), 10_000);
+        }
     }
 
     proptest! {

@@ -197,7 +197,8 @@ pub struct KeyRow {
     pub org_id: String,
     /// Its name.
     pub name: String,
-    /// The displayed prefix, `kl_live_<8 chars>`.
+    /// The displayed prefix: the token's first characters, `kl_live_<18 id chars>` (keys of
+    /// the first releases: 8).
     pub prefix: String,
     /// `live` or `test`.
     pub environment: String,

@@ -14,6 +14,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use commands::keys::{CommandContext, CreatedKey, KeyPatch, NewKey};
 use domain::apikey::KeyStatus;
 use domain::ids::KeyId;
+use domain::policy::Actor;
 use domain::scope::{Scope, Scopes};
 use domain::token::Environment;
 use domain::values::{AllowedIps, KeyName, RateLimit};
@@ -594,7 +595,12 @@ pub async fn create_key(
         let created = state
             .0
             .keys
-            .create_key(&ctx(&principal, &headers), org_id, principal.scopes(), new)
+            .create_key(
+                &ctx(&principal, &headers),
+                org_id,
+                &Actor::key(&principal.key),
+                new,
+            )
             .await?;
         state.0.read_your_writes(created.written.position).await;
         let mut extra = HeaderMap::new();
@@ -714,7 +720,7 @@ pub async fn update_key(
             &ctx(&principal, &headers),
             org_id,
             id,
-            principal.scopes(),
+            &Actor::key(&principal.key),
             patch,
             expected,
         )
@@ -816,18 +822,8 @@ pub async fn rotate_key(
     }
     let canonical = format!("POST /organizations/{org}/api-keys/{id}/rotate\n{grace}");
     idempotent(&state, &principal, &headers, canonical, || async {
-        // Rotation hands out a new secret with the old key's scopes: the caller must hold
-        // them all, or rotation would be a way to mint a more powerful key.
-        let old = state
-            .0
-            .keys
-            .load_key(id)
-            .await?
-            .filter(|k| k.org_id == org_id)
-            .ok_or(ApiError::NotFound)?;
-        if let Some(missing) = old.scopes.first_missing_from(principal.scopes()) {
-            return Err(ApiError::ScopeNotHeld(missing.as_str().to_owned()));
-        }
+        // Rotation hands out a new secret with the old key's scopes: the handler refuses
+        // (key_not_subordinate) unless the caller holds them all.
         let created = state
             .0
             .keys
@@ -835,6 +831,7 @@ pub async fn rotate_key(
                 &ctx(&principal, &headers),
                 org_id,
                 id,
+                &Actor::key(&principal.key),
                 TimeDelta::seconds(grace),
             )
             .await?;

@@ -112,6 +112,45 @@ fn it_should_not_create_a_key_that_has_already_expired() {
 }
 
 #[test]
+fn it_should_not_create_a_new_key_with_a_prefix_of_the_legacy_length() {
+    // New keys get today's prefix; a short one would be a handler bug.
+    let mut c = create(None);
+    c.prefix = c.prefix[..token::ENV_PREFIX_LEN + token::LEGACY_PREFIX_ID_CHARS].to_owned();
+    given([])
+        .when(Command::CreateKey(Box::new(c)))
+        .then_error(Error::PrefixMismatch);
+}
+
+#[test]
+fn a_key_created_with_a_legacy_prefix_should_keep_it_and_still_be_managed() {
+    // Given a KeyCreated of the first releases, with an 8-character id prefix
+    let legacy = token::prefix_of(Environment::Live, key_id())
+        [..token::ENV_PREFIX_LEN + token::LEGACY_PREFIX_ID_CHARS]
+        .to_owned();
+    let mut event = created();
+    if let Event::KeyCreated(e) = &mut event {
+        e.prefix = legacy.clone();
+    }
+    // When it is replayed, then the stored prefix is kept as is (never recomputed)
+    let state = ApiKey::replay(std::slice::from_ref(&event)).unwrap();
+    assert_eq!(state.prefix, legacy);
+    // And its commands are decided as for any key (the prefix is checked only on create)
+    given([event.clone()])
+        .when(Command::Rename {
+            name: KeyName::parse("renamed").unwrap(),
+        })
+        .then([KeyRenamed {
+            name: KeyName::parse("renamed").unwrap(),
+        }
+        .into()]);
+    let rotated = given([event]).when(rotate(60, 1)).outcome();
+    assert!(
+        matches!(rotated.as_deref(), Ok([Event::KeyRotated(_)])),
+        "{rotated:?}"
+    );
+}
+
+#[test]
 fn it_should_not_create_a_key_with_a_foreign_prefix() {
     let mut c = create(None);
     c.prefix = token::prefix_of(Environment::Test, key_id());
