@@ -153,10 +153,7 @@ async fn one_case(
         during
     };
     let ((results, flood_time), during) = tokio::join!(flood, probe);
-    let refused_cheaply = results
-        .iter()
-        .filter(|r| matches!(r, Ok((429, _))))
-        .count();
+    let refused_cheaply = results.iter().filter(|r| matches!(r, Ok((429, _)))).count();
     if results.iter().any(|r| matches!(r, Ok((200, _)))) {
         bail!("a forged token was accepted");
     }
@@ -213,9 +210,7 @@ pub async fn run(args: &[String]) -> Result<()> {
         one_case(&bin, "bounds on (defaults)", &[], tokens, concurrency).await?,
         one_case(&bin, "bounds lifted", &unbounded, tokens, concurrency).await?,
     ];
-    println!(
-        "{tokens} forged tokens for one known key id at {concurrency} concurrency (SQLite)\n"
-    );
+    println!("{tokens} forged tokens for one known key id at {concurrency} concurrency (SQLite)\n");
     println!(
         "| case | argon2 runs | refused without argon2 (429) | flood took | RSS before | RSS after | RSS peak | proven key p50 / p99 before | during the flood ({} calls) |",
         rows[0].probes
