@@ -74,7 +74,8 @@ async fn the_seeds_flow(backend: Backend) {
     let secret = created["secret"].as_str().unwrap().to_owned();
     let id = created["id"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("kl_live_"));
-    assert_eq!(created["prefix"].as_str().unwrap(), &secret[..16]);
+    // The prefix is the token's first 26 characters: kl_live_ and 18 of the id's 22.
+    assert_eq!(created["prefix"].as_str().unwrap(), &secret[..26]);
     assert_eq!(created["status"], "active");
     assert_eq!(
         created["scopes"],
@@ -709,6 +710,288 @@ async fn openapi_and_docs(backend: Backend) {
     }
 }
 
+/// A management call with `key`, answering (status, body).
+async fn call(req: reqwest::RequestBuilder, key: &str) -> (StatusCode, Value) {
+    let res = req.bearer_auth(key).send().await.unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn key_management_policy(backend: Backend) {
+    // Arrange
+    let app = spawn_app(backend).await;
+    let (org, root) = app.bootstrap();
+    let c = &app.client;
+    let url = keys_url(&app, &org);
+    let root_id: Value = c
+        .get(app.url("/whoami"))
+        .bearer_auth(&root)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let root_url = format!("{url}/{}", root_id["id"].as_str().unwrap());
+    let writer = app
+        .create_key(
+            &org,
+            &root,
+            json!({"name": "writer", "scopes": ["api-keys:write"]}),
+        )
+        .await;
+    let writer = writer["secret"].as_str().unwrap();
+
+    // An api-keys:write-only key cannot narrow or IP-lock the root key: 403.
+    let (status, narrow) = call(
+        c.patch(&root_url)
+            .json(&json!({"scopes": ["api-keys:write"]})),
+        writer,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{narrow}");
+    assert_eq!(narrow["code"], "key_not_subordinate");
+    assert!(narrow["scope"].is_string(), "{narrow}");
+    let (status, lock) = call(
+        c.patch(&root_url)
+            .json(&json!({"allowed_ips": ["203.0.113.7"]})),
+        writer,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{lock}");
+    assert_eq!(lock["code"], "key_not_subordinate");
+    let (_, root_now) = call(c.get(&root_url), &root).await;
+    assert_eq!(root_now["allowed_ips"], json!([]));
+    assert_eq!(root_now["scopes"].as_array().unwrap().len(), 12);
+    // Nor rotate it (rotation needs api-keys:create, and then the subset rule).
+    let creator = app
+        .create_key(
+            &org,
+            &root,
+            json!({"name": "creator", "scopes": ["api-keys:create"]}),
+        )
+        .await;
+    let (status, rotate) = call(
+        c.post(format!("{root_url}/rotate")),
+        creator["secret"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{rotate}");
+    assert_eq!(rotate["code"], "key_not_subordinate");
+
+    // A restricted key cannot create an unrestricted child: 403 naming the field.
+    let restricted = app
+        .create_key(
+            &org,
+            &root,
+            json!({"name": "restricted", "scopes": ["api-keys:create", "api-keys:write", "assets:read"],
+                   "expires_at": "2090-01-01T00:00:00Z", "allowed_ips": ["127.0.0.0/8"],
+                   "rate_limit_per_minute": 60}),
+        )
+        .await;
+    let restricted = restricted["secret"].as_str().unwrap();
+    let child = json!({"name": "child", "scopes": ["assets:read"],
+                       "expires_at": "2090-01-01T00:00:00Z", "allowed_ips": ["127.0.0.1"],
+                       "rate_limit_per_minute": 60});
+    let loosen = |field: &str, value: Value| {
+        let mut body = child.clone();
+        match value {
+            Value::Null => {
+                body.as_object_mut().unwrap().remove(field);
+            }
+            v => body[field] = v,
+        }
+        body
+    };
+    for (field, value) in [
+        ("expires_at", Value::Null),
+        ("expires_at", json!("2091-01-01T00:00:00Z")),
+        ("allowed_ips", Value::Null),
+        ("allowed_ips", json!(["127.0.0.1", "192.0.2.0/24"])),
+        ("rate_limit_per_minute", Value::Null),
+        ("rate_limit_per_minute", json!(61)),
+    ] {
+        let (status, problem) =
+            call(c.post(&url).json(&loosen(field, value.clone())), restricted).await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{field} = {value}: {problem}"
+        );
+        assert_eq!(problem["code"], "restriction_not_held", "{problem}");
+        assert_eq!(problem["field"], field, "{problem}");
+    }
+    let everything_off = json!({"name": "free", "scopes": ["assets:read"]});
+    let (status, problem) = call(c.post(&url).json(&everything_off), restricted).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    assert_eq!(problem["code"], "restriction_not_held");
+
+    // A restricted creator can create an equally or more restricted child: 201.
+    let (status, equal) = call(c.post(&url).json(&child), restricted).await;
+    assert_eq!(status, StatusCode::CREATED, "{equal}");
+    let tighter = json!({"name": "tighter", "scopes": ["assets:read"],
+                         "expires_at": "2089-01-01T00:00:00Z", "allowed_ips": ["127.0.0.1/32"],
+                         "rate_limit_per_minute": 5});
+    let (status, tighter) = call(c.post(&url).json(&tighter), restricted).await;
+    assert_eq!(status, StatusCode::CREATED, "{tighter}");
+    let tighter_url = format!("{url}/{}", tighter["id"].as_str().unwrap());
+
+    // Loosening another key needs a key without that restriction.
+    let (status, problem) = call(
+        c.patch(&tighter_url).json(&json!({"allowed_ips": []})),
+        restricted,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    assert_eq!(problem["code"], "restriction_not_held");
+    assert_eq!(problem["field"], "allowed_ips");
+    let (status, problem) = call(
+        c.patch(&tighter_url).json(&json!({"expires_at": null})),
+        restricted,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    assert_eq!(problem["field"], "expires_at");
+    // ... as far as the actor's own restriction still bounds the result: allowed.
+    let (status, widened) = call(
+        c.patch(&tighter_url)
+            .json(&json!({"allowed_ips": ["127.0.0.0/16"], "expires_at": "2090-01-01T00:00:00Z"})),
+        restricted,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{widened}");
+    assert_eq!(widened["allowed_ips"], json!(["127.0.0.0/16"]));
+    let (status, lifted) = call(
+        c.patch(&tighter_url)
+            .json(&json!({"allowed_ips": [], "expires_at": null})),
+        &root,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{lifted}");
+    assert_eq!(lifted["allowed_ips"], json!([]));
+    assert_eq!(lifted["expires_at"], Value::Null);
+
+    // Revoking stays open to any api-keys:revoke holder (incident response), even of a
+    // stronger key.
+    let responder = app
+        .create_key(
+            &org,
+            &root,
+            json!({"name": "responder", "scopes": ["api-keys:revoke"]}),
+        )
+        .await;
+    let (status, revoked) = call(
+        c.post(format!("{url}/{}/revoke", equal["id"].as_str().unwrap()))
+            .json(&json!({"reason": "incident"})),
+        responder["secret"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{revoked}");
+    assert_eq!(revoked["status"], "revoked");
+}
+
+async fn prefixes_tell_keys_apart(backend: Backend) {
+    // Arrange
+    let app = spawn_app(backend).await;
+    let (org, root) = app.bootstrap();
+    let url = keys_url(&app, &org);
+
+    // Act: the reproduction, 12 creates at once (they gave 3 duplicates).
+    let creates = (0..12).map(|i| {
+        let (c, url, root) = (app.client.clone(), url.clone(), root.clone());
+        tokio::spawn(async move {
+            let res = c
+                .post(&url)
+                .bearer_auth(&root)
+                .json(&json!({"name": format!("parallel {i}"), "scopes": ["assets:read"]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::CREATED);
+            res.json::<Value>().await.unwrap()
+        })
+    });
+    let mut created = Vec::new();
+    for task in creates {
+        created.push(task.await.unwrap());
+    }
+
+    // Assert: distinct, each the token's first characters, the same everywhere.
+    let mut prefixes: Vec<&str> = created
+        .iter()
+        .map(|k| k["prefix"].as_str().unwrap())
+        .collect();
+    prefixes.sort_unstable();
+    prefixes.dedup();
+    assert_eq!(prefixes.len(), 12, "{prefixes:?}");
+    let list: Value = app
+        .client
+        .get(format!("{url}?limit=100"))
+        .bearer_auth(&root)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cli_list: Value =
+        serde_json::from_str(&app.cli(&["keys", "list", &org, "--json"])).unwrap();
+    for key in &created {
+        let (id, prefix) = (key["id"].as_str().unwrap(), key["prefix"].as_str().unwrap());
+        assert_eq!(prefix.len(), 26);
+        assert!(key["secret"].as_str().unwrap().starts_with(prefix));
+        let listed = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["id"] == id)
+            .unwrap();
+        assert_eq!(listed["prefix"], prefix, "list");
+        let details: Value = app
+            .client
+            .get(format!("{url}/{id}"))
+            .bearer_auth(&root)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(details["prefix"], prefix, "details");
+        let in_cli = cli_list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["id"] == id)
+            .unwrap();
+        assert_eq!(in_cli["prefix"], prefix, "keys list --json");
+    }
+    // One key through `keys show`, the plain `keys list`, `audit --json` and the events API.
+    let (id, prefix) = (
+        created[0]["id"].as_str().unwrap(),
+        created[0]["prefix"].as_str().unwrap(),
+    );
+    let shown: Value = serde_json::from_str(&app.cli(&["keys", "show", id])).unwrap();
+    assert_eq!(shown["prefix"], prefix, "keys show");
+    let table = app.cli(&["keys", "list", &org]);
+    let row = table.lines().find(|l| l.starts_with(id)).unwrap();
+    assert!(row.contains(prefix), "keys list: {row}");
+    let audit = app.cli(&["audit", id, "--json"]);
+    let first: Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
+    assert_eq!(first["state"]["prefix"], prefix, "audit");
+    let events: Value = app
+        .client
+        .get(format!("{url}/{id}/events"))
+        .bearer_auth(&root)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events["items"][0]["data"]["prefix"], prefix, "events");
+}
+
 #[tokio::test]
 async fn seeds_flow_on_sqlite() {
     the_seeds_flow(Backend::Sqlite).await;
@@ -748,4 +1031,28 @@ async fn idempotency_tenancy_and_plans_on_postgres() {
 #[tokio::test]
 async fn openapi_and_docs_on_sqlite() {
     openapi_and_docs(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn key_management_policy_on_sqlite() {
+    key_management_policy(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn key_management_policy_on_postgres() {
+    if postgres_url().is_some() {
+        key_management_policy(Backend::Postgres).await;
+    }
+}
+
+#[tokio::test]
+async fn prefixes_tell_keys_apart_on_sqlite() {
+    prefixes_tell_keys_apart(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn prefixes_tell_keys_apart_on_postgres() {
+    if postgres_url().is_some() {
+        prefixes_tell_keys_apart(Backend::Postgres).await;
+    }
 }
