@@ -115,15 +115,7 @@ async fn a_method_a_route_lacks_is_a_405_with_allow_before_any_key_is_asked_for(
     assert_eq!(head.status(), 200);
 
     // The made-up method adds no metric series.
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(!metrics.contains("FROBNICATE"));
     assert!(metrics.contains("method=\"other\""));
     assert_no_error_lines(&app);

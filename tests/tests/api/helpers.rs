@@ -46,17 +46,21 @@ impl TestApp {
         kib / 1024
     }
 
-    /// A counter's value in `/metrics` (the sum over its series matching `filter`).
-    pub async fn metric(&self, name: &str, filter: &str) -> f64 {
-        let text = self
-            .client
+    /// The body of `GET /metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.client
             .get(self.url("/metrics"))
             .send()
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// A counter's value in `/metrics` (the sum over its series matching `filter`).
+    pub async fn metric(&self, name: &str, filter: &str) -> f64 {
+        let text = self.metrics_text().await;
         text.lines()
             .filter(|l| l.starts_with(name) && l.contains(filter))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

@@ -108,15 +108,7 @@ async fn limits_headers_and_usage(backend: Backend) {
     let id = key["id"].as_str().unwrap();
     assert_eq!(usage_events(&app, id).await, 5);
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("keyledger_http_requests_total"),
         "{metrics}"
