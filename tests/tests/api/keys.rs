@@ -924,16 +924,27 @@ async fn prefixes_tell_keys_apart(backend: Backend) {
     prefixes.sort_unstable();
     prefixes.dedup();
     assert_eq!(prefixes.len(), 12, "{prefixes:?}");
-    let list: Value = app
-        .client
-        .get(format!("{url}?limit=100"))
-        .bearer_auth(&root)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // This test is about prefixes, not read-your-writes (tested elsewhere): wait until the
+    // list holds all twelve (the SQLite projectors can retry on a busy database under load).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let list: Value = loop {
+        let list: Value = app
+            .client
+            .get(format!("{url}?limit=100"))
+            .bearer_auth(&root)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let items = list["items"].as_array().map_or(0, Vec::len);
+        // The twelve and the root key.
+        if items > created.len() || std::time::Instant::now() > deadline {
+            break list;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     let cli_list: Value =
         serde_json::from_str(&app.cli(&["keys", "list", &org, "--json"])).unwrap();
     for key in &created {
