@@ -16,7 +16,7 @@ use domain::token::Environment;
 use domain::values::OrgName;
 use indicatif::{ProgressBar, ProgressStyle};
 use projections::keys::KeyQueries;
-use projections::{Projector, rebuild as rebuild_projection};
+use projections::{Feed, Projector, rebuild as rebuild_projection};
 use tracing_subscriber::EnvFilter;
 
 use crate::app::{App, AppState, app};
@@ -447,10 +447,13 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(bus = bus.kind(), "revocation bus");
 
     // Every projector runs on every node, but on Postgres only the node holding the
-    // projection's advisory lock projects; the others follow its checkpoint.
+    // projection's advisory lock projects; the others follow its checkpoint. They share
+    // one subscription: each event is read and decoded once per node, not once per
+    // projector.
+    let feed = Feed::new(stores.events.clone());
     let projectors = projections()
         .into_iter()
-        .map(|p| Projector::new(stores.read_db.clone(), stores.events.clone(), p).spawn())
+        .map(|p| Projector::with_feed(stores.read_db.clone(), feed.clone(), p).spawn())
         .collect();
     // The relay announces every key change from the store (the reliable path; commands
     // also announce their own changes at once).
@@ -459,9 +462,9 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .map_err(|e| {
             anyhow::anyhow!("KEYLEDGER_DATABASE_URL: cannot start the revocation relay: {e}")
         })?;
-    let relay = Projector::new(
+    let relay = Projector::with_feed(
         stores.read_db.clone(),
-        stores.events.clone(),
+        feed,
         Arc::new(RevocationRelay::new(bus.port())),
     )
     .spawn();

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 pub mod db;
+pub mod feed;
 pub mod integrity;
 pub mod keys;
 pub mod orgs;
@@ -19,6 +20,7 @@ mod sqlval;
 pub mod usage;
 
 pub use db::{Backend, ReadDb};
+pub use feed::Feed;
 pub use keys::{KeyListProjection, KeyQueries, KeyRow, KeyUsage};
 pub use orgs::{OrgQueries, OrgRow, OrganizationsProjection};
 pub use page::{Cursor, Page, QueryError};

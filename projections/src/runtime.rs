@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::db::{Backend, ReadDb};
+use crate::feed::Feed;
 
 /// How often a node that does not lead a projection tries to take the lead (and updates
 /// its view of the stored checkpoint).
@@ -106,7 +107,7 @@ pub trait Projection: Send + Sync + 'static {
     async fn apply_batch(
         &self,
         conn: &mut AnyConnection,
-        events: &[RecordedEvent],
+        events: &[Arc<RecordedEvent>],
     ) -> Result<(), ProjectionError> {
         for event in events {
             self.apply(conn, event).await?;
@@ -119,17 +120,24 @@ pub trait Projection: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct Projector {
     db: ReadDb,
-    store: Arc<dyn EventStore>,
+    feed: Feed,
     projection: Arc<dyn Projection>,
     batch_size: usize,
 }
 
 impl Projector {
-    /// A projector applying up to 500 ready events per transaction.
+    /// A projector applying up to 500 ready events per transaction, reading the store
+    /// through a feed of its own.
     pub fn new(db: ReadDb, store: Arc<dyn EventStore>, projection: Arc<dyn Projection>) -> Self {
+        Self::with_feed(db, Feed::new(store), projection)
+    }
+
+    /// A projector following a shared feed: every projector of a process given the same
+    /// [`Feed`] reads and decodes each event once between them.
+    pub fn with_feed(db: ReadDb, feed: Feed, projection: Arc<dyn Projection>) -> Self {
         Self {
             db,
-            store,
+            feed,
             projection,
             batch_size: 500,
         }
@@ -175,10 +183,10 @@ impl Projector {
         let Some(last) = events.last() else {
             return Ok(after);
         };
-        let relevant: Vec<RecordedEvent> = events
+        let relevant: Vec<Arc<RecordedEvent>> = events
             .iter()
             .filter(|e| self.projection.handles(e))
-            .cloned()
+            .map(|e| Arc::new(e.clone()))
             .collect();
         self.commit(after, &relevant, last.position).await
     }
@@ -189,7 +197,7 @@ impl Projector {
     async fn commit(
         &self,
         expected: u64,
-        events: &[RecordedEvent],
+        events: &[Arc<RecordedEvent>],
         to: u64,
     ) -> Result<u64, ProjectionError> {
         let mut tx = self.db.pool().begin().await?;
@@ -347,14 +355,14 @@ impl Projector {
         let mut stored = self.checkpoint().await?;
         let mut last = stored;
         position.send_replace(last);
-        let mut events = self.store.subscribe_all(last).ready_chunks(self.batch_size);
+        let mut events = self.feed.follow(last).ready_chunks(self.batch_size);
         let mut flush = tokio::time::interval(CHECKPOINT_FLUSH);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 chunk = events.next() => {
                     let Some(chunk) = chunk else { break };
-                    let mut relevant: Vec<RecordedEvent> = Vec::with_capacity(chunk.len());
+                    let mut relevant: Vec<Arc<RecordedEvent>> = Vec::with_capacity(chunk.len());
                     let mut end = None;
                     let mut ended = false;
                     collect(&*self.projection, chunk, &mut relevant, &mut end)?;
@@ -404,8 +412,8 @@ const COALESCE_MAX: usize = 20_000;
 /// last position into `end`.
 fn collect(
     projection: &dyn Projection,
-    chunk: Vec<Result<RecordedEvent, StoreError>>,
-    relevant: &mut Vec<RecordedEvent>,
+    chunk: Vec<Result<Arc<RecordedEvent>, StoreError>>,
+    relevant: &mut Vec<Arc<RecordedEvent>>,
     end: &mut Option<u64>,
 ) -> Result<(), ProjectionError> {
     for event in chunk {
@@ -553,12 +561,13 @@ pub async fn rebuild(
         .await?;
         tx.commit().await?;
     }
-    let total = projector.store.head_position().await?;
+    let total = projector.feed.store().head_position().await?;
     let mut last = 0;
     progress(0, total);
     while last < total {
         let page = projector
-            .store
+            .feed
+            .store()
             .read_all(last, projector.batch_size.max(1000))
             .await?;
         if page.is_empty() {
