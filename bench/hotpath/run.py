@@ -147,6 +147,11 @@ def wrk(url, duration, connections, tokens_file=None):
             "raw": out}
 
 
+def progress(text):
+    """A line on stderr as each step ends, so a long run shows where it is."""
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
 class Node:
     """One keyledger server with its keys."""
 
@@ -157,19 +162,23 @@ class Node:
         self.org = next((l.split("(plan enterprise): ")[1] for l in self.lines if "(plan enterprise)" in l), None)
 
     def create_keys(self, n, tmp):
-        tokens = []
-        for i in range(n):
-            k = http("POST", f"{self.url}/organizations/{self.org}/api-keys", self.root,
-                     {"name": f"bench {i}", "scopes": ["work-orders:read"]})
-            tokens.append(k["secret"])
+        # Four at a time: each create hashes its secret with argon2 (the slow part).
+        from concurrent.futures import ThreadPoolExecutor
+        def one(i):
+            return http("POST", f"{self.url}/organizations/{self.org}/api-keys", self.root,
+                        {"name": f"bench {i}", "scopes": ["work-orders:read"]})["secret"]
+        with ThreadPoolExecutor(4) as pool:
+            tokens = list(pool.map(one, range(n)))
         path = os.path.join(tmp, f"tokens-{self.label}")
         open(path, "w").write("\n".join(tokens))
         return path
 
     def warm(self, tokens_file):
         # A node's first verification of a key runs argon2 once.
-        for t in open(tokens_file).read().split("\n"):
-            http("GET", f"{self.url}/whoami", t)
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda t: http("GET", f"{self.url}/whoami", t),
+                          open(tokens_file).read().split("\n")))
 
     def wait_projected(self, timeout=30):
         deadline = time.time() + timeout
@@ -208,6 +217,7 @@ def measure(node, url, args, tokens_file, with_pg):
     batches = metric(node.url, "keyledger_usage_batch_size_count") - b0
     events = metric(node.url, "keyledger_usage_batch_size_sum") - e0
     n = max(1, r["requests"])
+    progress(f"{node.label}: {r['rps']:,.0f} req/s, p99 {r['p99_ms']:.2f} ms")
     r["server_us"] = server_s * 1e6 / n
     r["pg_us"] = pg_s * 1e6 / n if with_pg else None
     r["events"] = events
@@ -265,6 +275,7 @@ def main():
             results["bare"] = r = wrk(bare_url + "/", args.duration, args.connections)
             s, _ = meter.stop()
             r["server_us"] = s * 1e6 / max(1, r["requests"])
+            progress(f"bare: {r['rps']:,.0f} req/s, p99 {r['p99_ms']:.2f} ms")
             stop(bare_proc)
             bare_proc = None
 
