@@ -19,16 +19,13 @@ use crate::ids::{KeyId, OrgId};
 use crate::plan::Plan;
 use crate::scope::Scopes;
 use crate::token::{self, Environment};
-use crate::values::{AllowedIps, ControlCharError, KeyName, RateLimit, check_multi_line};
+use crate::values::{
+    AllowedIps, Expiry, ExpiryError, GracePeriod, GracePeriodError, KeyName, RateLimit,
+    ReasonError, RevocationReason,
+};
 
 /// The events of this aggregate.
 pub type Event = ApiKeyEvent;
-
-/// Longest revocation reason, in characters.
-pub const MAX_REASON_CHARS: usize = 500;
-
-/// Longest grace period a rotation may give the old key.
-pub const MAX_GRACE_PERIOD: TimeDelta = TimeDelta::days(30);
 
 /// A key's status at a given moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -137,10 +134,10 @@ impl State {
         self.revoked_at.is_some()
     }
 
-    /// Requests per minute: the key's override, else its organisation's plan's default.
+    /// Requests per minute on its organisation's `plan`: the plan's limit, or the key's own
+    /// limit if that is lower ([`Plan::effective_requests_per_minute`]).
     pub fn requests_per_minute(&self, plan: Plan) -> u32 {
-        self.rate_limit_per_minute
-            .map_or_else(|| plan.requests_per_minute(), RateLimit::per_minute)
+        plan.effective_requests_per_minute(self.rate_limit_per_minute)
     }
 }
 
@@ -161,7 +158,7 @@ pub struct CreateKey {
     pub scopes: Scopes,
     /// Where it may be used from.
     pub allowed_ips: AllowedIps,
-    /// When it stops working, if ever; must be after `now`.
+    /// When it stops working, if ever; must be after `now` ([`Expiry`]).
     pub expires_at: Option<DateTime<Utc>>,
     /// Its own rate limit.
     pub rate_limit_per_minute: Option<RateLimit>,
@@ -199,14 +196,14 @@ pub enum Command {
     },
     /// Set or clear its expiry.
     ChangeExpiry {
-        /// The new expiry (`None`: never); must be after `now`.
+        /// The new expiry (`None`: never); must be after `now` ([`Expiry`]).
         expires_at: Option<DateTime<Utc>>,
         /// The command's clock.
         now: DateTime<Utc>,
     },
     /// Revoke it, for good. Idempotent.
     Revoke {
-        /// Why (trimmed; blank means none), at most [`MAX_REASON_CHARS`] characters.
+        /// Why, as [`RevocationReason::parse`] accepts it (trimmed; blank means none).
         reason: Option<String>,
         /// The command's clock.
         now: DateTime<Utc>,
@@ -216,7 +213,8 @@ pub enum Command {
     Rotate {
         /// The new key.
         successor_id: KeyId,
-        /// How long the old key keeps working: 0 to [`MAX_GRACE_PERIOD`].
+        /// How long the old key keeps working, as [`GracePeriod::new`] accepts it (0 to
+        /// 30 days).
         grace_period: TimeDelta,
         /// The command's clock.
         now: DateTime<Utc>,
@@ -244,26 +242,21 @@ pub enum Error {
         /// Its successor.
         successor: KeyId,
     },
-    /// An expiry at or before now (422 on `expires_at`).
-    #[error("expires_at must be in the future")]
-    ExpiryInPast,
-    /// A grace period below zero or above [`MAX_GRACE_PERIOD`] (422).
-    #[error("grace period must be between 0 seconds and 30 days")]
-    InvalidGracePeriod,
-    /// A key cannot succeed itself (422).
+    /// An expiry at or before the command's clock ([`Expiry`]; 422 on `expires_at`).
+    #[error("expires_at {0}")]
+    InvalidExpiry(ExpiryError),
+    /// A grace period below zero or above 30 days ([`GracePeriod`]; 422 on
+    /// `grace_period_seconds`).
+    #[error("grace period {0}")]
+    InvalidGracePeriod(GracePeriodError),
+    /// A key cannot succeed itself (a handler bug: successors get fresh ids; 500).
     #[error("a key cannot be rotated to itself")]
     InvalidSuccessor,
-    /// A revocation reason over [`MAX_REASON_CHARS`] characters (422 on `reason`).
-    #[error("reason must be at most {max} characters")]
-    ReasonTooLong {
-        /// [`MAX_REASON_CHARS`].
-        max: usize,
-    },
-    /// A revocation reason holding a control character other than a tab or a line break
-    /// (422 on `reason`). Checked before anything is written, so a revocation never fails
-    /// in the store because of its reason.
+    /// A revocation reason that is too long or holds a control character other than a tab
+    /// or a line break ([`RevocationReason`]; 422 on `reason`). Checked before anything is
+    /// written, so a revocation never fails in the store because of its reason.
     #[error("reason {0}")]
-    ReasonControlCharacter(ControlCharError),
+    InvalidReason(ReasonError),
     /// The prefix does not belong to the key id and environment (a handler bug; 500).
     #[error("prefix does not match the key id and environment")]
     PrefixMismatch,
@@ -316,8 +309,8 @@ pub fn decide(state: &Option<State>, command: Command) -> Result<Vec<Event>, Err
             if key.status(now) == KeyStatus::Expired {
                 return Err(Error::Expired);
             }
-            if expires_at.is_some_and(|at| at <= now) {
-                return Err(Error::ExpiryInPast);
+            if let Some(at) = expires_at {
+                Expiry::parse(at, now).map_err(Error::InvalidExpiry)?;
             }
             Ok(if expires_at == key.expires_at {
                 vec![]
@@ -339,15 +332,14 @@ pub fn decide(state: &Option<State>, command: Command) -> Result<Vec<Event>, Err
             if key.status(now) == KeyStatus::Expired {
                 return Err(Error::Expired);
             }
-            if grace_period < TimeDelta::zero() || grace_period > MAX_GRACE_PERIOD {
-                return Err(Error::InvalidGracePeriod);
-            }
+            let grace_period = GracePeriod::new(grace_period).map_err(Error::InvalidGracePeriod)?;
             if successor_id == key.id {
                 return Err(Error::InvalidSuccessor);
             }
+            // Only a clock near the end of time overflows.
             let end_of_grace = now
-                .checked_add_signed(grace_period)
-                .ok_or(Error::InvalidGracePeriod)?;
+                .checked_add_signed(grace_period.as_delta())
+                .ok_or(Error::InvalidGracePeriod(GracePeriodError))?;
             // Rotation never extends a key's life.
             let old_key_expires_at = key
                 .expires_at
@@ -367,8 +359,8 @@ pub fn decide(state: &Option<State>, command: Command) -> Result<Vec<Event>, Err
 }
 
 fn create_key(c: CreateKey) -> Result<Vec<Event>, Error> {
-    if c.expires_at.is_some_and(|at| at <= c.now) {
-        return Err(Error::ExpiryInPast);
+    if let Some(at) = c.expires_at {
+        Expiry::parse(at, c.now).map_err(Error::InvalidExpiry)?;
     }
     if c.prefix != token::prefix_of(c.environment, c.key_id) {
         return Err(Error::PrefixMismatch);
@@ -396,23 +388,11 @@ fn revoke(key: &State, reason: Option<String>, now: DateTime<Utc>) -> Result<Vec
     if key.is_revoked() {
         return Ok(vec![]);
     }
-    let reason = reason
-        .map(|r| r.trim().to_owned())
-        .filter(|r| !r.is_empty());
-    if reason
-        .as_deref()
-        .is_some_and(|r| r.chars().count() > MAX_REASON_CHARS)
-    {
-        return Err(Error::ReasonTooLong {
-            max: MAX_REASON_CHARS,
-        });
-    }
-    if let Some(text) = &reason {
-        check_multi_line(text).map_err(Error::ReasonControlCharacter)?;
-    }
+    let reason =
+        RevocationReason::parse_optional(reason.as_deref()).map_err(Error::InvalidReason)?;
     Ok(vec![
         KeyRevoked {
-            reason,
+            reason: reason.map(String::from),
             revoked_at: now,
         }
         .into(),

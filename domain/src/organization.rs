@@ -1,19 +1,25 @@
 //! The `Organization` aggregate (stream `org-<id>`): a tenant, its plan, and the keys it
 //! has issued.
 //!
-//! The plan's key limit is enforced here, race-free: to create a key, the command handler
-//! counts the organisation's active keys among [`State::issued_keys`], decides
-//! [`Command::IssueKey`], and appends the resulting `KeyIssued` to the org stream with an
+//! The plan's key limit is one decision over the organisation and its keys, made here:
+//! [`Command::IssueKey`] carries the states of the keys [`State::keys_to_count`] names,
+//! and the decision counts those that [`counts_against_limit`] and holds the count to the
+//! plan's [`KeyAllowance`]. It is race-free: the command handler loads the keys at the
+//! organisation's version and appends the resulting `KeyIssued` to the org stream with an
 //! `Exact` expected version in the same atomic append as the key's `KeyCreated`. Two
 //! concurrent creates cannot both pass: the second append fails with a wrong expected
 //! version, and the retry counts the first key.
 
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::aggregate::Aggregate;
+use crate::apikey::{self, KeyStatus};
 use crate::events::{KeyIssued, OrganizationCreated, OrganizationEvent, PlanChanged};
 use crate::ids::{KeyId, OrgId};
-use crate::plan::Plan;
+use crate::plan::{KeyAllowance, Plan};
 use crate::values::{KeyName, OrgName};
 
 /// The events of this aggregate.
@@ -28,11 +34,31 @@ pub struct State {
     pub name: OrgName,
     /// Its current plan.
     pub plan: Plan,
-    /// Every key it ever issued, oldest first (revoked and expired ones included: the
-    /// handler counts the active ones).
+    /// Every key it ever issued, oldest first (revoked and expired ones included).
     pub issued_keys: Vec<KeyId>,
     /// The stream version: the number of events folded so far.
     pub version: u64,
+}
+
+impl State {
+    /// The keys whose states [`Command::IssueKey`] needs: every issued key when the plan
+    /// allows a number of them; none when it allows none or any number, since the count
+    /// cannot change the decision then.
+    pub fn keys_to_count(&self) -> &[KeyId] {
+        match self.plan.key_allowance() {
+            KeyAllowance::UpTo(_) => &self.issued_keys,
+            KeyAllowance::None | KeyAllowance::Unlimited => &[],
+        }
+    }
+}
+
+/// Whether `key` counts against its organisation's key limit at `now`: every active key
+/// does, the root key included ("at most 10 active keys" is what the organisation holds, as
+/// its key list shows). A revoked or expired key never counts again: neither comes back.
+/// (Rotation is exempt from the limit, so a key at the limit can still be rotated; during
+/// the grace period both the old and the new key count.)
+pub fn counts_against_limit(key: &apikey::State, now: DateTime<Utc>) -> bool {
+    key.status(now) == KeyStatus::Active
 }
 
 /// What can be asked of an organisation.
@@ -59,9 +85,13 @@ pub enum Command {
         key_id: KeyId,
         /// Its name.
         name: KeyName,
-        /// How many of the organisation's issued keys are active now (counted by the
-        /// handler at the version it will append at).
-        active_keys: u32,
+        /// The states of the keys [`State::keys_to_count`] names, read at the version the
+        /// events will be appended at. Keys known not to count may be left out, since they
+        /// never count again, and so may keys that cannot be read; keys the organisation
+        /// did not issue are not counted.
+        keys: Vec<apikey::State>,
+        /// The command's clock: which keys are active.
+        now: DateTime<Utc>,
     },
     /// Issue the organisation's root key (bootstrap and `keyledger orgs create`): exempt
     /// from the plan, since every organisation needs one key to start with.
@@ -140,17 +170,12 @@ pub fn decide(state: &Option<State>, command: Command) -> Result<Vec<Event>, Err
             Command::IssueKey {
                 key_id,
                 name,
-                active_keys,
+                keys,
+                now,
             },
         ) => {
             ensure_new(org, key_id)?;
-            match org.plan.max_active_keys() {
-                Some(0) => return Err(Error::PlanRequired { plan: org.plan }),
-                Some(limit) if active_keys >= limit => {
-                    return Err(Error::KeyLimitReached { limit });
-                }
-                _ => {}
-            }
+            ensure_within_allowance(org, &keys, now)?;
             Ok(vec![
                 KeyIssued {
                     key_id,
@@ -193,6 +218,33 @@ pub fn decide(state: &Option<State>, command: Command) -> Result<Vec<Event>, Err
                 }
                 .into(),
             ])
+        }
+    }
+}
+
+/// The plan's key limit: a key may be issued while fewer of the organisation's keys than
+/// its plan allows count against it.
+fn ensure_within_allowance(
+    org: &State,
+    keys: &[apikey::State],
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    match org.plan.key_allowance() {
+        KeyAllowance::None => Err(Error::PlanRequired { plan: org.plan }),
+        KeyAllowance::Unlimited => Ok(()),
+        KeyAllowance::UpTo(limit) => {
+            let counted = keys
+                .iter()
+                .filter(|key| org.issued_keys.contains(&key.id))
+                .filter(|key| counts_against_limit(key, now))
+                .map(|key| key.id)
+                .collect::<BTreeSet<KeyId>>()
+                .len();
+            if counted >= usize::try_from(limit).unwrap_or(usize::MAX) {
+                Err(Error::KeyLimitReached { limit })
+            } else {
+                Ok(())
+            }
         }
     }
 }
@@ -258,8 +310,15 @@ impl Aggregate for Organization {
 
 #[cfg(test)]
 mod tests {
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::events::SecretHash;
+    use crate::scope::Scope;
     use crate::testing;
+    use crate::token::{self, Environment};
+    use crate::values::AllowedIps;
 
     fn given(events: impl IntoIterator<Item = Event>) -> testing::Given<Organization> {
         testing::given(events)
@@ -295,12 +354,55 @@ mod tests {
         .into()
     }
 
-    fn issue(n: u128, active_keys: u32) -> Command {
+    fn t(seconds: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_750_000_000 + seconds, 0).unwrap()
+    }
+
+    /// An active key of the organisation, expiring at `expires_at`.
+    fn key_state(id: KeyId, expires_at: Option<DateTime<Utc>>) -> apikey::State {
+        apikey::State {
+            id,
+            org_id: org_id(),
+            name: name(),
+            environment: Environment::Live,
+            scopes: Scope::data_scopes(),
+            allowed_ips: AllowedIps::any(),
+            expires_at,
+            rate_limit_per_minute: None,
+            secret_hash: SecretHash::new("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"),
+            prefix: token::prefix_of(Environment::Live, id),
+            created_at: t(0),
+            revoked_at: None,
+            revocation_reason: None,
+            rotated_from: None,
+            rotated_to: None,
+            version: 1,
+        }
+    }
+
+    /// Keys 1 to `n`, active.
+    fn active(n: u128) -> Vec<apikey::State> {
+        (1..=n).map(|i| key_state(key(i), None)).collect()
+    }
+
+    /// An organisation on `plan` that issued keys 1 to `n`.
+    fn with_issued(plan: Plan, n: u128) -> Vec<Event> {
+        std::iter::once(created(plan))
+            .chain((1..=n).map(issued))
+            .collect()
+    }
+
+    fn issue_seeing(n: u128, keys: Vec<apikey::State>, now: DateTime<Utc>) -> Command {
         Command::IssueKey {
             key_id: key(n),
             name: name(),
-            active_keys,
+            keys,
+            now,
         }
+    }
+
+    fn issue(n: u128, keys: Vec<apikey::State>) -> Command {
+        issue_seeing(n, keys, t(10))
     }
 
     #[test]
@@ -332,7 +434,7 @@ mod tests {
                 plan: Plan::Enterprise,
             })
             .then_error(Error::NotFound);
-        given([]).when(issue(1, 0)).then_error(Error::NotFound);
+        given([]).when(issue(1, vec![])).then_error(Error::NotFound);
     }
 
     #[test]
@@ -359,7 +461,7 @@ mod tests {
     #[test]
     fn it_should_not_let_a_starter_organization_issue_keys() {
         given([created(Plan::Starter)])
-            .when(issue(1, 0))
+            .when(issue(1, vec![]))
             .then_error(Error::PlanRequired {
                 plan: Plan::Starter,
             });
@@ -367,23 +469,76 @@ mod tests {
 
     #[test]
     fn it_should_issue_a_key_below_the_limit() {
-        given([created(Plan::Professional)])
-            .when(issue(1, 9))
-            .then([issued(1)]);
+        given(with_issued(Plan::Professional, 9))
+            .when(issue(10, active(9)))
+            .then([issued(10)]);
     }
 
     #[test]
     fn it_should_not_issue_an_eleventh_professional_key() {
-        given([created(Plan::Professional)])
-            .when(issue(11, 10))
+        given(with_issued(Plan::Professional, 10))
+            .when(issue(11, active(10)))
             .then_error(Error::KeyLimitReached { limit: 10 });
     }
 
     #[test]
+    fn it_should_not_count_revoked_or_expired_keys_against_the_limit() {
+        let mut keys = active(10);
+        keys[0].revoked_at = Some(t(1));
+        keys[1].expires_at = Some(t(10));
+        given(with_issued(Plan::Professional, 10))
+            .when(issue_seeing(11, keys.clone(), t(10)))
+            .then([issued(11)]);
+        // Before the second key's expiry, nine count: one more may still be issued.
+        given(with_issued(Plan::Professional, 10))
+            .when(issue_seeing(11, keys, t(9)))
+            .then([issued(11)]);
+    }
+
+    #[test]
+    fn it_should_count_a_key_that_expires_after_the_clock() {
+        let mut keys = active(10);
+        keys[0].expires_at = Some(t(11));
+        given(with_issued(Plan::Professional, 10))
+            .when(issue_seeing(11, keys, t(10)))
+            .then_error(Error::KeyLimitReached { limit: 10 });
+    }
+
+    #[test]
+    fn it_should_not_count_a_key_the_organization_did_not_issue() {
+        let mut keys = active(9);
+        keys.push(key_state(key(99), None));
+        given(with_issued(Plan::Professional, 9))
+            .when(issue(10, keys))
+            .then([issued(10)]);
+    }
+
+    #[test]
+    fn it_should_count_a_key_seen_twice_once() {
+        let mut keys = active(9);
+        keys.push(keys[0].clone());
+        given(with_issued(Plan::Professional, 9))
+            .when(issue(10, keys))
+            .then([issued(10)]);
+    }
+
+    #[test]
     fn it_should_issue_any_number_of_enterprise_keys() {
-        given([created(Plan::Enterprise)])
-            .when(issue(1, 10_000))
-            .then([issued(1)]);
+        given(with_issued(Plan::Enterprise, 20))
+            .when(issue(21, active(20)))
+            .then([issued(21)]);
+    }
+
+    #[test]
+    fn it_should_need_the_keys_only_of_a_plan_with_a_number_of_keys() {
+        for (plan, needed) in [
+            (Plan::Starter, 0),
+            (Plan::Professional, 3),
+            (Plan::Enterprise, 0),
+        ] {
+            let org = Organization::replay(&with_issued(plan, 3)).unwrap();
+            assert_eq!(org.keys_to_count().len(), needed, "{plan}");
+        }
     }
 
     #[test]
@@ -395,7 +550,7 @@ mod tests {
             }
             .into(),
         ])
-        .when(issue(1, 0))
+        .when(issue(1, vec![]))
         .then_error(Error::PlanRequired {
             plan: Plan::Starter,
         });
@@ -404,7 +559,7 @@ mod tests {
     #[test]
     fn it_should_not_issue_the_same_key_twice() {
         given([created(Plan::Enterprise), issued(1)])
-            .when(issue(1, 1))
+            .when(issue(1, active(1)))
             .then_error(Error::KeyAlreadyIssued { key_id: key(1) });
     }
 
@@ -452,5 +607,80 @@ mod tests {
         assert_eq!(state.issued_keys, [key(1), key(2)]);
         assert_eq!(state.version, 3);
         assert_eq!(state.id, org_id());
+    }
+
+    // ------------------------------------------------------------------ properties
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Issue a key, expiring this many seconds later (if at all).
+        Issue(Option<i64>),
+        /// Revoke the n-th key issued so far (modulo their number).
+        Revoke(usize),
+        /// Let time pass.
+        Wait(i64),
+    }
+
+    fn any_step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => proptest::option::of(1i64..50).prop_map(Step::Issue),
+            1 => any::<usize>().prop_map(Step::Revoke),
+            1 => (0i64..30).prop_map(Step::Wait),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever keys are issued, revoked or expire, an organisation never holds more
+        /// active keys than its plan allows, a key is refused only at the limit, and a
+        /// plan without keys issues none.
+        #[test]
+        fn an_organization_should_never_hold_more_active_keys_than_its_plan_allows(
+            plan in proptest::sample::select(Plan::ALL.to_vec()),
+            steps in proptest::collection::vec(any_step(), 0..40),
+        ) {
+            let mut org = Organization::replay(&[created(plan)]);
+            let mut keys: Vec<apikey::State> = Vec::new();
+            let mut now = 0i64;
+            for (n, step) in steps.into_iter().enumerate() {
+                match step {
+                    Step::Issue(expires_in) => {
+                        let n = u128::try_from(n).unwrap() + 1;
+                        let needed = org.as_ref().unwrap().keys_to_count().to_vec();
+                        let seen = keys.iter().filter(|k| needed.contains(&k.id)).cloned().collect();
+                        let before = keys.iter().filter(|k| counts_against_limit(k, t(now))).count();
+                        match decide(&org, issue_seeing(n, seen, t(now))) {
+                            Ok(events) => {
+                                org = events.iter().fold(org, evolve);
+                                keys.push(key_state(key(n), expires_in.map(|s| t(now + s))));
+                                if let KeyAllowance::UpTo(limit) = plan.key_allowance() {
+                                    prop_assert!(before < limit as usize);
+                                }
+                            }
+                            Err(Error::KeyLimitReached { limit }) => {
+                                prop_assert_eq!(before, limit as usize);
+                            }
+                            Err(Error::PlanRequired { .. }) => {
+                                prop_assert_eq!(plan.key_allowance(), KeyAllowance::None);
+                            }
+                            Err(other) => prop_assert!(false, "{other:?}"),
+                        }
+                    }
+                    Step::Revoke(i) if !keys.is_empty() => {
+                        let len = keys.len();
+                        keys[i % len].revoked_at.get_or_insert(t(now));
+                    }
+                    Step::Revoke(_) => {}
+                    Step::Wait(seconds) => now += seconds,
+                }
+                let active = keys.iter().filter(|k| counts_against_limit(k, t(now))).count();
+                match plan.key_allowance() {
+                    KeyAllowance::None => prop_assert!(keys.is_empty()),
+                    KeyAllowance::UpTo(limit) => prop_assert!(active <= limit as usize),
+                    KeyAllowance::Unlimited => {}
+                }
+            }
+        }
     }
 }

@@ -2,12 +2,18 @@
 //!
 //! Each type also validates when deserialized, so a JSON body or an event can never
 //! carry a value that `parse()` would have refused.
+//!
+//! The values a command sets relative to its clock or for one command only ([`Expiry`],
+//! [`GracePeriod`], [`RevocationReason`]) are checked here too, once: the aggregate's
+//! `decide` checks them against its command's clock, and the HTTP layer and the CLI call
+//! the same `parse` to name a bad field before anything is loaded.
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use chrono::{DateTime, TimeDelta, Utc};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -331,6 +337,132 @@ impl From<RateLimit> for u32 {
     }
 }
 
+/// An expiry that is not after the moment it is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("must be in the future")]
+pub struct ExpiryError;
+
+/// When a key stops working, as a command sets it: strictly after the command's clock,
+/// so that no command creates a key already expired or gives a key an expiry in the past.
+/// (A stored expiry is a plain instant: it is in the past once the key has expired.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Expiry(DateTime<Utc>);
+
+impl Expiry {
+    /// Accepts `at` if it is after `now`.
+    pub fn parse(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<Expiry, ExpiryError> {
+        if at > now {
+            Ok(Expiry(at))
+        } else {
+            Err(ExpiryError)
+        }
+    }
+
+    /// The instant.
+    pub const fn at(self) -> DateTime<Utc> {
+        self.0
+    }
+}
+
+/// A grace period outside 0 to [`GracePeriod::MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("must be from 0 to {} seconds (30 days)", GracePeriod::MAX.num_seconds())]
+pub struct GracePeriodError;
+
+/// How long a rotated key keeps working after its rotation: 0 to 30 days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GracePeriod(TimeDelta);
+
+impl GracePeriod {
+    /// The longest grace period.
+    pub const MAX: TimeDelta = TimeDelta::days(30);
+
+    /// The grace period of a rotation that names none: an hour.
+    pub const DEFAULT: GracePeriod = GracePeriod(TimeDelta::hours(1));
+
+    /// Accepts 0 to [`GracePeriod::MAX`].
+    pub fn new(period: TimeDelta) -> Result<GracePeriod, GracePeriodError> {
+        if period >= TimeDelta::zero() && period <= GracePeriod::MAX {
+            Ok(GracePeriod(period))
+        } else {
+            Err(GracePeriodError)
+        }
+    }
+
+    /// Accepts 0 to 2,592,000 seconds.
+    pub fn from_seconds(seconds: i64) -> Result<GracePeriod, GracePeriodError> {
+        TimeDelta::try_seconds(seconds)
+            .ok_or(GracePeriodError)
+            .and_then(GracePeriod::new)
+    }
+
+    /// The period.
+    pub const fn as_delta(self) -> TimeDelta {
+        self.0
+    }
+
+    /// The period in whole seconds.
+    pub const fn seconds(self) -> i64 {
+        self.0.num_seconds()
+    }
+}
+
+/// Longest revocation reason, in characters (after trimming).
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// Why a revocation reason was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReasonError {
+    /// More than [`MAX_REASON_CHARS`] characters after trimming.
+    #[error("must be at most {max} characters")]
+    TooLong {
+        /// [`MAX_REASON_CHARS`].
+        max: usize,
+    },
+    /// A control character other than a tab or a line break ([`check_multi_line`]).
+    #[error("{0}")]
+    ControlCharacter(ControlCharError),
+}
+
+/// Why a key was revoked: free text, trimmed, at most [`MAX_REASON_CHARS`] characters;
+/// tabs and line breaks are text, other control characters are refused. A blank reason is
+/// no reason.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RevocationReason(String);
+
+impl RevocationReason {
+    /// Trims `input`: `Ok(None)` when nothing is left, else the checked reason.
+    pub fn parse(input: &str) -> Result<Option<RevocationReason>, ReasonError> {
+        let trimmed = input.trim();
+        if trimmed.is_empty() {
+            return Ok(None);
+        }
+        if trimmed.chars().count() > MAX_REASON_CHARS {
+            return Err(ReasonError::TooLong {
+                max: MAX_REASON_CHARS,
+            });
+        }
+        check_multi_line(trimmed).map_err(ReasonError::ControlCharacter)?;
+        Ok(Some(RevocationReason(trimmed.to_owned())))
+    }
+
+    /// [`RevocationReason::parse`] of an optional reason: none given is no reason.
+    pub fn parse_optional(input: Option<&str>) -> Result<Option<RevocationReason>, ReasonError> {
+        input.map_or(Ok(None), RevocationReason::parse)
+    }
+
+    /// The reason.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<RevocationReason> for String {
+    fn from(reason: RevocationReason) -> String {
+        reason.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,5 +604,116 @@ mod tests {
         assert_eq!(err.code, 0);
         assert!(err.to_string().contains("U+0000"), "{err}");
         assert!(check_multi_line("bell\u{7}").is_err());
+    }
+
+    // ------------------------------------------------------------------ command values
+
+    fn t(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_750_000_000 + seconds, 0).unwrap()
+    }
+
+    #[test]
+    fn it_should_accept_only_an_expiry_after_the_commands_clock() {
+        assert_eq!(Expiry::parse(t(1), t(0)).map(Expiry::at), Ok(t(1)));
+        assert_eq!(
+            Expiry::parse(t(0), t(0)),
+            Err(ExpiryError),
+            "now is not the future"
+        );
+        assert_eq!(Expiry::parse(t(-1), t(0)), Err(ExpiryError));
+        assert_eq!(ExpiryError.to_string(), "must be in the future");
+    }
+
+    #[test]
+    fn it_should_bound_the_grace_period_to_thirty_days() {
+        assert_eq!(
+            GracePeriod::from_seconds(0).map(GracePeriod::seconds),
+            Ok(0)
+        );
+        assert_eq!(
+            GracePeriod::from_seconds(2_592_000).map(GracePeriod::as_delta),
+            Ok(GracePeriod::MAX)
+        );
+        assert_eq!(GracePeriod::from_seconds(2_592_001), Err(GracePeriodError));
+        assert_eq!(GracePeriod::from_seconds(-1), Err(GracePeriodError));
+        assert_eq!(GracePeriod::from_seconds(i64::MAX), Err(GracePeriodError));
+        assert_eq!(GracePeriod::new(TimeDelta::days(31)), Err(GracePeriodError));
+        assert_eq!(GracePeriod::DEFAULT.seconds(), 3600);
+        assert!(GracePeriodError.to_string().contains("2592000"));
+    }
+
+    #[test]
+    fn it_should_trim_a_reason_and_treat_a_blank_one_as_none() {
+        assert_eq!(
+            RevocationReason::parse("  leaked \n")
+                .unwrap()
+                .unwrap()
+                .as_str(),
+            "leaked"
+        );
+        assert_eq!(RevocationReason::parse(" \t\n "), Ok(None));
+        assert_eq!(RevocationReason::parse_optional(None), Ok(None));
+    }
+
+    #[test]
+    fn it_should_count_a_reasons_characters_after_trimming() {
+        let padded = format!("  {}  ", "é".repeat(MAX_REASON_CHARS));
+        assert!(RevocationReason::parse(&padded).unwrap().is_some());
+        assert_eq!(
+            RevocationReason::parse(&"x".repeat(MAX_REASON_CHARS + 1)),
+            Err(ReasonError::TooLong {
+                max: MAX_REASON_CHARS
+            })
+        );
+    }
+
+    #[test]
+    fn it_should_keep_line_breaks_in_a_reason_but_refuse_a_nul() {
+        assert_eq!(
+            RevocationReason::parse("leaked:\r\n\tsee INC-42")
+                .unwrap()
+                .unwrap()
+                .as_str(),
+            "leaked:\r\n\tsee INC-42"
+        );
+        assert_eq!(
+            RevocationReason::parse("leaked\u{0}"),
+            Err(ReasonError::ControlCharacter(ControlCharError {
+                code: 0,
+                index: 6
+            }))
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever the text, an accepted reason is trimmed, not blank, within the length,
+        /// and holds no control character but tabs and line breaks; and parsing it again
+        /// gives it back.
+        #[test]
+        fn an_accepted_reason_should_always_be_a_valid_reason(input in "\\PC{0,10}[ \t\n\u{0}\u{7}]{0,2}\\PC{0,600}") {
+            if let Ok(Some(reason)) = RevocationReason::parse(&input) {
+                let text = reason.as_str();
+                proptest::prop_assert_eq!(text, text.trim());
+                proptest::prop_assert!(!text.is_empty());
+                proptest::prop_assert!(text.chars().count() <= MAX_REASON_CHARS);
+                proptest::prop_assert!(check_multi_line(text).is_ok());
+                proptest::prop_assert_eq!(RevocationReason::parse(text), Ok(Some(reason.clone())));
+            }
+        }
+
+        /// A grace period is accepted exactly when it lies in 0 to 30 days.
+        #[test]
+        fn a_grace_period_should_be_accepted_exactly_within_its_bounds(seconds in -10_000i64..2_700_000) {
+            proptest::prop_assert_eq!(
+                GracePeriod::from_seconds(seconds).is_ok(),
+                (0..=2_592_000).contains(&seconds)
+            );
+        }
+
+        /// An expiry is accepted exactly when it is after the clock.
+        #[test]
+        fn an_expiry_should_be_accepted_exactly_when_it_is_in_the_future(at in -100i64..100, now in -100i64..100) {
+            proptest::prop_assert_eq!(Expiry::parse(t(at), t(now)).is_ok(), at > now);
+        }
     }
 }

@@ -4,6 +4,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::scope::Scope;
 use crate::testing;
+use crate::values::{ControlCharError, MAX_REASON_CHARS};
 
 fn given(events: impl IntoIterator<Item = Event>) -> testing::Given<ApiKey> {
     testing::given(events)
@@ -108,7 +109,7 @@ fn it_should_not_create_a_key_twice() {
 fn it_should_not_create_a_key_that_has_already_expired() {
     given([])
         .when(Command::CreateKey(Box::new(create(Some(t(0))))))
-        .then_error(Error::ExpiryInPast);
+        .then_error(Error::InvalidExpiry(ExpiryError));
 }
 
 #[test]
@@ -256,7 +257,7 @@ fn it_should_not_set_an_expiry_in_the_past() {
             expires_at: Some(t(5)),
             now: t(10),
         })
-        .then_error(Error::ExpiryInPast);
+        .then_error(Error::InvalidExpiry(ExpiryError));
 }
 
 #[test]
@@ -302,9 +303,9 @@ fn it_should_refuse_an_overlong_reason() {
             reason: Some("x".repeat(MAX_REASON_CHARS + 1)),
             now: t(5),
         })
-        .then_error(Error::ReasonTooLong {
+        .then_error(Error::InvalidReason(ReasonError::TooLong {
             max: MAX_REASON_CHARS,
-        });
+        }));
 }
 
 #[test]
@@ -314,9 +315,9 @@ fn it_should_refuse_a_reason_with_a_nul_before_anything_is_written() {
             reason: Some("leaked\u{0}in CI".into()),
             now: t(5),
         })
-        .then_error(Error::ReasonControlCharacter(
-            crate::values::ControlCharError { code: 0, index: 6 },
-        ));
+        .then_error(Error::InvalidReason(ReasonError::ControlCharacter(
+            ControlCharError { code: 0, index: 6 },
+        )));
 }
 
 #[test]
@@ -453,10 +454,10 @@ fn it_should_not_rotate_a_key_twice() {
 fn it_should_refuse_a_bad_grace_period_or_successor() {
     given([created()])
         .when(rotate(-1, 10))
-        .then_error(Error::InvalidGracePeriod);
+        .then_error(Error::InvalidGracePeriod(GracePeriodError));
     given([created()])
-        .when(rotate(MAX_GRACE_PERIOD.num_seconds() + 1, 10))
-        .then_error(Error::InvalidGracePeriod);
+        .when(rotate(GracePeriod::MAX.num_seconds() + 1, 10))
+        .then_error(Error::InvalidGracePeriod(GracePeriodError));
     given([created()])
         .when(Command::Rotate {
             successor_id: key_id(),
@@ -492,6 +493,16 @@ fn it_should_fold_a_history_into_state() {
     let json = serde_json::to_value(&state).unwrap();
     assert!(json.get("secret_hash").is_none());
     assert_eq!(json["name"], "deploy");
+}
+
+#[test]
+fn a_keys_own_rate_limit_should_apply_only_below_its_plans() {
+    let mut key = ApiKey::replay(&[created()]).unwrap();
+    assert_eq!(key.requests_per_minute(Plan::Enterprise), 500);
+    key.rate_limit_per_minute = Some(RateLimit::parse(42).unwrap());
+    assert_eq!(key.requests_per_minute(Plan::Enterprise), 42);
+    key.rate_limit_per_minute = Some(RateLimit::parse(5000).unwrap());
+    assert_eq!(key.requests_per_minute(Plan::Enterprise), 500);
 }
 
 #[test]

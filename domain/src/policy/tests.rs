@@ -434,9 +434,9 @@ fn probes(extra: &[&AllowedIps], random: &[u32]) -> Vec<IpAddr> {
     out
 }
 
+/// The rate a key with these restrictions gets, by the one rule the auth layer applies.
 fn effective(r: &Restrictions, plan: Plan) -> u32 {
-    r.rate_limit_per_minute
-        .map_or_else(|| plan.requests_per_minute(), RateLimit::per_minute)
+    plan.effective_requests_per_minute(r.rate_limit_per_minute)
 }
 
 proptest! {
