@@ -10,6 +10,8 @@ use axum::http::HeaderName;
 use axum::middleware;
 use axum::routing::get;
 use commands::keys::KeyService;
+use domain::apikey;
+use domain::plan::Plan;
 use domain::store::EventStore;
 use ipnet::IpNet;
 use projections::keys::KeyQueries;
@@ -70,6 +72,26 @@ impl App {
     /// The global position of this node's last write.
     pub fn last_written(&self) -> u64 {
         self.last_written.load(Ordering::Acquire)
+    }
+
+    /// The requests per minute `key` may make, by the domain's one rule
+    /// ([`apikey::State::requests_per_minute`]: its plan's limit, or its own if lower).
+    /// The plan comes from the rate limiter's cache, read from the store on a miss; when it
+    /// cannot be read, the lowest plan's limit applies.
+    pub async fn requests_per_minute(&self, key: &apikey::State) -> u32 {
+        let plan = self
+            .limits
+            .plan(key.org_id, || async {
+                self.keys
+                    .load_org(key.org_id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|o| (o.plan, o.version))
+            })
+            .await
+            .unwrap_or(Plan::Starter);
+        key.requests_per_minute(plan)
     }
 }
 

@@ -5,7 +5,7 @@
 //! 2. a known key, not revoked or expired, of this server's environment else 401
 //! 3. the client IP within the key's allowed CIDRs                   else 403 `ip_not_allowed`
 //! 4. the key holds the route's scope (`access::ROUTES`)              else 403 `insufficient_scope`
-//! 5. within the key's rate limit (GCRA, override or plan)            else 429 + `Retry-After`
+//! 5. within the key's rate limit (GCRA; the plan's, or the key's lower one) else 429 + `Retry-After`
 //! 6. the handler runs; then `ApiCallRecorded` is appended for every call from step 3 on
 //!    (403 and 429 included), and every response to an identified key carries the
 //!    `RateLimit-*` headers.
@@ -18,7 +18,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use domain::events::ApiCallRecorded;
-use domain::plan::Plan;
 
 use crate::access::{self, Access};
 use crate::app::AppState;
@@ -64,22 +63,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .map(str::to_owned);
     let client_ip = client_ip_of(req.extensions(), req.headers(), &app.trusted_proxies);
 
-    let plan = app
-        .limits
-        .plan(key.org_id, || async {
-            app.keys
-                .load_org(key.org_id)
-                .await
-                .ok()
-                .flatten()
-                .map(|o| (o.plan, o.version))
-        })
-        .await
-        .unwrap_or(Plan::Starter);
-    // A key's own limit can only lower its plan's ("the key's lower override").
-    let per_minute = key
-        .requests_per_minute(plan)
-        .min(plan.requests_per_minute());
+    let per_minute = app.requests_per_minute(&key).await;
 
     let (mut response, limit_state) = 'checks: {
         // 3. Where from.

@@ -3,6 +3,11 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use commands::keys::CommandError;
+use domain::policy::PolicyError;
+use domain::store::StoreError;
+use domain::values::{ExpiryError, GracePeriodError, ReasonError};
+use domain::{apikey, organization};
 use serde::Serialize;
 
 /// One invalid field of a request.
@@ -156,6 +161,11 @@ impl ApiError {
     /// A 422 naming one field.
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         ApiError::Validation(vec![FieldError::new(field, message)])
+    }
+
+    /// A 422 naming the field a refused value is set by.
+    pub fn invalid(e: impl Into<FieldError>) -> Self {
+        ApiError::Validation(vec![e.into()])
     }
 
     /// The status and stable code.
@@ -375,36 +385,106 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<commands::keys::CommandError> for ApiError {
-    fn from(e: commands::keys::CommandError) -> Self {
-        use commands::keys::CommandError as C;
+// ------------------------------------------------------------------ from the write side
+//
+// The one mapping of the write side's errors to statuses and codes: a command's error keeps
+// the domain's refusal as the domain said it (`CommandError::{Key, Org, Policy}`), apart
+// from contention and from store failures, and each domain refusal gets its status, code
+// and field here, and nowhere else.
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
         match e {
-            C::NotFound => ApiError::NotFound,
-            C::PlanRequired => ApiError::PlanRequired(
-                "the organisation's plan does not allow API keys; upgrade to professional or enterprise".into(),
-            ),
-            C::KeyLimitReached { limit } => ApiError::KeyLimitReached(limit),
-            C::ScopeNotHeld(scope) => ApiError::ScopeNotHeld(scope.as_str().to_owned()),
-            C::KeyRevoked => ApiError::KeyRevoked,
-            C::KeyExpired => ApiError::KeyExpired,
-            C::KeyRotated { successor } => ApiError::KeyRotated(successor.to_string()),
-            C::AlreadyExists(why) => ApiError::AlreadyExists(why),
-            C::KeyNotSubordinate { scope } => ApiError::KeyNotSubordinate(scope.as_str().to_owned()),
-            C::RestrictionNotHeld { field, message } => {
-                ApiError::RestrictionNotHeld { field, message }
+            CommandError::Key(e) => e.into(),
+            CommandError::Org(e) => e.into(),
+            CommandError::Policy(e) => e.into(),
+            CommandError::PreconditionFailed { current } => {
+                ApiError::PreconditionFailed { current }
             }
-            C::PreconditionFailed { current } => ApiError::PreconditionFailed { current },
-            C::Integrity(broken) if broken.is_org() => ApiError::Integrity(Integrity::Organization),
-            C::Integrity(_) => ApiError::Integrity(Integrity::Key),
-            C::Invalid { field, message } => ApiError::field(field, message),
             // Contention is not an outage: 409, and the same request may be sent again.
-            e @ C::Contention { .. } => ApiError::Conflict(e.to_string()),
-            C::Store(e) => match e {
-                domain::store::StoreError::Unavailable(why) => ApiError::Unavailable(why),
-                other => ApiError::Internal(other.to_string()),
-            },
-            C::Hash(why) => ApiError::Internal(why),
+            e @ CommandError::Contention { .. } => ApiError::Conflict(e.to_string()),
+            CommandError::Integrity(broken) if broken.is_org() => {
+                ApiError::Integrity(Integrity::Organization)
+            }
+            CommandError::Integrity(_) => ApiError::Integrity(Integrity::Key),
+            // Only an unreachable store is an outage (503); corrupt data is a 500.
+            CommandError::Store(StoreError::Unavailable(why)) => ApiError::Unavailable(why),
+            CommandError::Store(other) => ApiError::Internal(other.to_string()),
+            CommandError::Internal(why) => ApiError::Internal(why),
         }
+    }
+}
+
+impl From<apikey::Error> for ApiError {
+    fn from(e: apikey::Error) -> Self {
+        use apikey::Error as E;
+        match e {
+            E::NotFound => ApiError::NotFound,
+            E::AlreadyExists => ApiError::AlreadyExists(e.to_string()),
+            E::Revoked => ApiError::KeyRevoked,
+            E::Expired => ApiError::KeyExpired,
+            E::AlreadyRotated { successor } => ApiError::KeyRotated(successor.to_string()),
+            E::InvalidExpiry(e) => ApiError::invalid(e),
+            E::InvalidGracePeriod(e) => ApiError::invalid(e),
+            E::InvalidReason(e) => ApiError::invalid(e),
+            // The handler builds the prefix from the token it generated, and the successor
+            // id is a fresh UUID v7: a bug, not input.
+            E::PrefixMismatch | E::InvalidSuccessor => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<organization::Error> for ApiError {
+    fn from(e: organization::Error) -> Self {
+        use organization::Error as E;
+        match e {
+            E::NotFound | E::UnknownKey { .. } => ApiError::NotFound,
+            E::PlanRequired { .. } => ApiError::PlanRequired(
+                "the organisation's plan does not allow API keys; upgrade to professional or \
+                 enterprise"
+                    .into(),
+            ),
+            E::KeyLimitReached { limit } => ApiError::KeyLimitReached(limit),
+            E::AlreadyExists | E::KeyAlreadyIssued { .. } => ApiError::AlreadyExists(e.to_string()),
+        }
+    }
+}
+
+impl From<PolicyError> for ApiError {
+    fn from(e: PolicyError) -> Self {
+        match e {
+            PolicyError::ScopeNotHeld(scope) => ApiError::ScopeNotHeld(scope.as_str().to_owned()),
+            PolicyError::NotSubordinate { scope } => {
+                ApiError::KeyNotSubordinate(scope.as_str().to_owned())
+            }
+            PolicyError::RestrictionNotHeld {
+                restriction,
+                reason,
+            } => ApiError::RestrictionNotHeld {
+                field: restriction.field(),
+                message: reason.to_owned(),
+            },
+        }
+    }
+}
+
+/// The request field each value object is set by: a refused value is a 422 naming it,
+/// whether the handler refused it up front or the domain did when deciding.
+impl From<ExpiryError> for FieldError {
+    fn from(e: ExpiryError) -> Self {
+        FieldError::new("expires_at", e.to_string())
+    }
+}
+
+impl From<GracePeriodError> for FieldError {
+    fn from(e: GracePeriodError) -> Self {
+        FieldError::new("grace_period_seconds", e.to_string())
+    }
+}
+
+impl From<ReasonError> for FieldError {
+    fn from(e: ReasonError) -> Self {
+        FieldError::new("reason", e.to_string())
     }
 }
 
@@ -426,29 +506,49 @@ impl From<projections::keys::QueryError> for ApiError {
 #[cfg(test)]
 mod tests {
     use commands::keys::CommandError as C;
-    use domain::store::StoreError;
+    use domain::KeyId;
+    use domain::chain::{BreakKind, ChainBreak};
+    use domain::plan::Plan;
+    use domain::policy::Restriction;
+    use domain::scope::Scope;
+    use domain::values::ControlCharError;
 
     use super::*;
 
-    fn status_code(e: C) -> (u16, &'static str) {
-        let (status, code) = ApiError::from(e).status_and_code();
+    fn status_code(e: impl Into<ApiError>) -> (u16, &'static str) {
+        let (status, code) = e.into().status_and_code();
         (status.as_u16(), code)
+    }
+
+    /// The status, code and named field of a domain refusal as a command reports it.
+    fn answer(e: impl Into<C>) -> (u16, &'static str, Option<String>) {
+        let e = ApiError::from(e.into());
+        let (status, code) = e.status_and_code();
+        (status.as_u16(), code, e.problem().field)
     }
 
     #[test]
     fn it_should_answer_409_with_its_own_code_for_each_refusal_of_the_key_state() {
-        let successor = domain::KeyId::new_v7();
+        let successor = KeyId::new_v7();
         assert_eq!(
-            status_code(C::KeyRotated { successor }),
+            status_code(C::Key(apikey::Error::AlreadyRotated { successor })),
             (409, "key_rotated")
         );
-        assert_eq!(status_code(C::KeyRevoked), (409, "key_revoked"));
-        assert_eq!(status_code(C::KeyExpired), (409, "key_expired"));
         assert_eq!(
-            status_code(C::AlreadyExists("organization already exists".into())),
+            status_code(C::Key(apikey::Error::Revoked)),
+            (409, "key_revoked")
+        );
+        assert_eq!(
+            status_code(C::Key(apikey::Error::Expired)),
+            (409, "key_expired")
+        );
+        assert_eq!(
+            status_code(C::Org(organization::Error::AlreadyExists)),
             (409, "already_exists")
         );
-        let detail = ApiError::from(C::KeyRotated { successor }).problem().detail;
+        let detail = ApiError::from(C::Key(apikey::Error::AlreadyRotated { successor }))
+            .problem()
+            .detail;
         assert!(detail.contains(&successor.to_string()), "{detail}");
     }
 
@@ -472,17 +572,153 @@ mod tests {
             status_code(C::Store(StoreError::InvalidAppend("empty".into()))),
             (500, "internal")
         );
+        assert_eq!(
+            status_code(C::Store(StoreError::Corrupt {
+                position: 7,
+                reason: "bad".into()
+            })),
+            (500, "internal")
+        );
+        assert_eq!(
+            status_code(C::Internal("hashing".into())),
+            (500, "internal")
+        );
     }
 
     #[test]
     fn it_should_answer_422_naming_the_field_for_a_refused_value() {
-        let e = ApiError::from(C::from(domain::apikey::Error::ReasonControlCharacter(
-            domain::values::ControlCharError { code: 0, index: 3 },
+        let e = ApiError::from(C::from(apikey::Error::InvalidReason(
+            ReasonError::ControlCharacter(ControlCharError { code: 0, index: 3 }),
         )));
         assert_eq!(
             e.status_and_code(),
             (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
         );
         assert_eq!(e.problem().field.as_deref(), Some("reason"));
+    }
+
+    #[test]
+    fn every_refusal_of_a_key_should_have_its_status_code_and_field() {
+        let successor = KeyId::new_v7();
+        let field = |f: &str| Some(f.to_owned());
+        for (error, expected) in [
+            (apikey::Error::NotFound, (404, "not_found", None)),
+            (apikey::Error::AlreadyExists, (409, "already_exists", None)),
+            (apikey::Error::Revoked, (409, "key_revoked", None)),
+            (apikey::Error::Expired, (409, "key_expired", None)),
+            (
+                apikey::Error::AlreadyRotated { successor },
+                (409, "key_rotated", None),
+            ),
+            (
+                apikey::Error::InvalidExpiry(ExpiryError),
+                (422, "validation_failed", field("expires_at")),
+            ),
+            (
+                apikey::Error::InvalidGracePeriod(GracePeriodError),
+                (422, "validation_failed", field("grace_period_seconds")),
+            ),
+            (
+                apikey::Error::InvalidReason(ReasonError::TooLong { max: 500 }),
+                (422, "validation_failed", field("reason")),
+            ),
+            (apikey::Error::InvalidSuccessor, (500, "internal", None)),
+            (apikey::Error::PrefixMismatch, (500, "internal", None)),
+        ] {
+            assert_eq!(answer(error.clone()), expected, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn every_refusal_of_an_organization_should_have_its_status_and_code() {
+        let key_id = KeyId::new_v7();
+        for (error, expected) in [
+            (organization::Error::NotFound, (404, "not_found", None)),
+            (
+                organization::Error::UnknownKey { key_id },
+                (404, "not_found", None),
+            ),
+            (
+                organization::Error::AlreadyExists,
+                (409, "already_exists", None),
+            ),
+            (
+                organization::Error::KeyAlreadyIssued { key_id },
+                (409, "already_exists", None),
+            ),
+            (
+                organization::Error::PlanRequired {
+                    plan: Plan::Starter,
+                },
+                (403, "plan_required", None),
+            ),
+            (
+                organization::Error::KeyLimitReached { limit: 10 },
+                (403, "key_limit_reached", None),
+            ),
+        ] {
+            assert_eq!(answer(error.clone()), expected, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn every_refusal_of_the_policy_should_be_a_403_naming_the_scope_or_field() {
+        let scope_of = |e: PolicyError| ApiError::from(C::from(e)).problem().scope;
+        assert_eq!(
+            answer(PolicyError::ScopeNotHeld(Scope::ASSETS_WRITE)),
+            (403, "scope_not_held", None)
+        );
+        assert_eq!(
+            scope_of(PolicyError::ScopeNotHeld(Scope::ASSETS_WRITE)).as_deref(),
+            Some("assets:write")
+        );
+        assert_eq!(
+            answer(PolicyError::NotSubordinate {
+                scope: Scope::USERS_READ
+            }),
+            (403, "key_not_subordinate", None)
+        );
+        assert_eq!(
+            scope_of(PolicyError::NotSubordinate {
+                scope: Scope::USERS_READ
+            })
+            .as_deref(),
+            Some("users:read")
+        );
+        assert_eq!(
+            answer(PolicyError::RestrictionNotHeld {
+                restriction: Restriction::AllowedIps,
+                reason: "wider"
+            }),
+            (403, "restriction_not_held", Some("allowed_ips".to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_broken_chain_should_be_a_409_naming_whose_it_is() {
+        let broken = |stream: String| {
+            C::Integrity(Box::new(ChainBreak {
+                position: 1,
+                stream,
+                stream_version: 1,
+                kind: BreakKind::Altered,
+            }))
+        };
+        assert_eq!(
+            status_code(broken(domain::OrgId::new_v7().stream())),
+            (409, "org_integrity")
+        );
+        assert_eq!(
+            status_code(broken(KeyId::new_v7().stream())),
+            (409, "key_integrity")
+        );
+    }
+
+    #[test]
+    fn a_stale_if_match_should_be_a_412() {
+        assert_eq!(
+            status_code(C::PreconditionFailed { current: 3 }),
+            (412, "precondition_failed")
+        );
     }
 }

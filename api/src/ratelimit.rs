@@ -1,6 +1,6 @@
 //! Per-key rate limits: GCRA (governor), one limiter per key with the key's quota (its
-//! override, else its plan's), so a key may spend its whole minute's allowance in a burst
-//! and then gets one request back every `60 / limit` seconds.
+//! plan's, or its own if lower: `App::requests_per_minute`), so a key may spend its whole
+//! minute's allowance in a burst and then gets one request back every `60 / limit` seconds.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;

@@ -15,10 +15,11 @@ use commands::keys::{
     BOOTSTRAP_ORG_ID, CommandContext, CommandError, CreatedKey, KeyPatch, KeyService, NewKey,
 };
 use commands::{PostgresEventStore, SqliteEventStore};
-use domain::policy::{Actor, Authority, Restrictions};
+use domain::policy::{Actor, Authority, PolicyError, Restrictions};
 use domain::store::EventStore;
 use domain::{
-    AllowedIps, Environment, KeyName, KeyStatus, OrgId, OrgName, Plan, Scope, Scopes, organization,
+    AllowedIps, Environment, KeyName, KeyStatus, OrgId, OrgName, Plan, Scope, Scopes, apikey,
+    organization,
 };
 use sqlx::{Connection, Executor};
 
@@ -127,6 +128,7 @@ key_tests!(
     another_organizations_key_is_not_found,
     update_key_appends_every_change_at_once,
     update_key_with_a_stale_if_match_fails,
+    concurrent_updates_naming_one_version_let_exactly_one_win,
     revoking_twice_is_a_no_op,
     rotation_keeps_both_keys_active_during_the_grace_period,
     concurrent_bootstraps_create_one_organization,
@@ -259,7 +261,12 @@ async fn a_starter_organization_cannot_create_keys(db: &impl TestDatabase) {
         .await;
 
     assert!(
-        matches!(result, Err(CommandError::PlanRequired)),
+        matches!(
+            result,
+            Err(CommandError::Org(organization::Error::PlanRequired {
+                plan: Plan::Starter
+            }))
+        ),
         "{result:?}"
     );
     assert_eq!(key_created_count(svc.store(), org.id).await, 1, "root only");
@@ -286,7 +293,7 @@ async fn a_plan_change_lets_an_organization_create_keys(db: &impl TestDatabase) 
     let missing = OrgId::new_v7();
     assert!(matches!(
         svc.change_plan(&ctx(), missing, Plan::Enterprise).await,
-        Err(CommandError::NotFound)
+        Err(CommandError::Org(organization::Error::NotFound))
     ));
 }
 
@@ -311,7 +318,9 @@ async fn the_key_limit_holds_under_thirty_concurrent_creates(db: &impl TestDatab
     for task in tasks {
         match task.await.unwrap() {
             Ok(key) => created.push(key),
-            Err(CommandError::KeyLimitReached { limit: 10 }) => refused += 1,
+            Err(CommandError::Org(organization::Error::KeyLimitReached { limit: 10 })) => {
+                refused += 1;
+            }
             Err(other) => panic!("unexpected error: {other:?}"),
         }
     }
@@ -341,7 +350,12 @@ async fn the_key_limit_holds_under_thirty_concurrent_creates(db: &impl TestDatab
         .create_key(&ctx(), org.id, &Actor::Operator, new_key("too many"))
         .await;
     assert!(
-        matches!(full, Err(CommandError::KeyLimitReached { limit: 10 })),
+        matches!(
+            full,
+            Err(CommandError::Org(organization::Error::KeyLimitReached {
+                limit: 10
+            }))
+        ),
         "{full:?}"
     );
 }
@@ -364,7 +378,12 @@ async fn an_expired_key_frees_its_slot(db: &impl TestDatabase) {
         .create_key(&ctx(), org.id, &Actor::Operator, new_key("full"))
         .await;
     assert!(
-        matches!(full, Err(CommandError::KeyLimitReached { .. })),
+        matches!(
+            full,
+            Err(CommandError::Org(organization::Error::KeyLimitReached {
+                limit: 10
+            }))
+        ),
         "{full:?}"
     );
 
@@ -408,11 +427,14 @@ async fn a_key_cannot_grant_a_scope_it_does_not_hold(db: &impl TestDatabase) {
         .unwrap();
 
     assert!(
-        matches!(explicit, Err(CommandError::ScopeNotHeld(s)) if s == Scope::ASSETS_WRITE),
+        matches!(explicit, Err(CommandError::Policy(PolicyError::ScopeNotHeld(s))) if s == Scope::ASSETS_WRITE),
         "{explicit:?}"
     );
     assert!(
-        matches!(defaulted, Err(CommandError::ScopeNotHeld(_))),
+        matches!(
+            defaulted,
+            Err(CommandError::Policy(PolicyError::ScopeNotHeld(_)))
+        ),
         "{defaulted:?}"
     );
     // Widening an existing key is granting too; narrowing is not.
@@ -424,7 +446,7 @@ async fn a_key_cannot_grant_a_scope_it_does_not_hold(db: &impl TestDatabase) {
         .update_key(&ctx(), org.id, allowed.key.id, &granter, widen, None)
         .await;
     assert!(
-        matches!(widened, Err(CommandError::ScopeNotHeld(s)) if s == Scope::USERS_READ),
+        matches!(widened, Err(CommandError::Policy(PolicyError::ScopeNotHeld(s))) if s == Scope::USERS_READ),
         "{widened:?}"
     );
     let (_, root) = svc
@@ -446,7 +468,10 @@ async fn a_key_cannot_grant_a_scope_it_does_not_hold(db: &impl TestDatabase) {
         .update_key(&ctx(), root.key.org_id, root.key.id, &granter, narrow, None)
         .await;
     assert!(
-        matches!(narrowed, Err(CommandError::KeyNotSubordinate { .. })),
+        matches!(
+            narrowed,
+            Err(CommandError::Policy(PolicyError::NotSubordinate { .. }))
+        ),
         "{narrowed:?}"
     );
 }
@@ -481,15 +506,19 @@ async fn another_organizations_key_is_not_found(db: &impl TestDatabase) {
         .revoke(&ctx(), mine.id, domain::KeyId::new_v7(), None)
         .await;
 
-    assert!(matches!(revoke, Err(CommandError::NotFound)), "{revoke:?}");
-    assert!(matches!(update, Err(CommandError::NotFound)), "{update:?}");
-    assert!(matches!(rotate, Err(CommandError::NotFound)), "{rotate:?}");
+    let key_not_found = |e: &CommandError| matches!(e, CommandError::Key(apikey::Error::NotFound));
+    assert!(revoke.as_ref().is_err_and(key_not_found), "{revoke:?}");
+    assert!(update.as_ref().is_err_and(key_not_found), "{update:?}");
+    assert!(rotate.as_ref().is_err_and(key_not_found), "{rotate:?}");
     assert!(
-        matches!(missing_org, Err(CommandError::NotFound)),
+        matches!(
+            missing_org,
+            Err(CommandError::Org(organization::Error::NotFound))
+        ),
         "{missing_org:?}"
     );
     assert!(
-        matches!(missing_key, Err(CommandError::NotFound)),
+        missing_key.as_ref().is_err_and(key_not_found),
         "{missing_key:?}"
     );
     let key = svc.load_key(id).await.unwrap().unwrap();
@@ -564,10 +593,7 @@ async fn update_key_appends_every_change_at_once(db: &impl TestDatabase) {
     assert!(
         matches!(
             past,
-            Err(CommandError::Invalid {
-                field: "expires_at",
-                ..
-            })
+            Err(CommandError::Key(apikey::Error::InvalidExpiry(_)))
         ),
         "{past:?}"
     );
@@ -584,10 +610,7 @@ async fn update_key_appends_every_change_at_once(db: &impl TestDatabase) {
     assert!(
         matches!(
             create,
-            Err(CommandError::Invalid {
-                field: "expires_at",
-                ..
-            })
+            Err(CommandError::Key(apikey::Error::InvalidExpiry(_)))
         ),
         "{create:?}"
     );
@@ -641,6 +664,49 @@ async fn update_key_with_a_stale_if_match_fails(db: &impl TestDatabase) {
     );
 }
 
+async fn concurrent_updates_naming_one_version_let_exactly_one_win(db: &impl TestDatabase) {
+    // Arrange: two services on separate pools, as two nodes would be.
+    let a = service(db).await;
+    let b = service(db).await;
+    let (org, _) = org(&a, Plan::Enterprise).await;
+    let key = a
+        .create_key(&ctx(), org.id, &Actor::Operator, new_key("k"))
+        .await
+        .unwrap();
+
+    // Act: eight renames, each decided on version 1 (`If-Match: "1"`).
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let svc = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let id = key.key.id;
+            tokio::spawn(async move {
+                let rename = KeyPatch {
+                    name: Some(KeyName::parse(&format!("n{i}")).unwrap()),
+                    ..KeyPatch::default()
+                };
+                svc.update_key(&ctx(), org.id, id, &Actor::Operator, rename, Some(1))
+                    .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(written) => {
+                won += 1;
+                assert_eq!(written.version, 2);
+            }
+            // The losers decided again on version 2, which their If-Match does not name.
+            Err(CommandError::PreconditionFailed { current: 2 }) => {}
+            Err(other) => panic!("unexpected error: {other:?}"),
+        }
+    }
+
+    // Assert: one rename landed, and only one.
+    assert_eq!(won, 1);
+    assert_eq!(a.load_key(key.key.id).await.unwrap().unwrap().version, 2);
+}
+
 async fn revoking_twice_is_a_no_op(db: &impl TestDatabase) {
     let svc = service(db).await;
     let (org, _) = org(&svc, Plan::Enterprise).await;
@@ -677,7 +743,7 @@ async fn revoking_twice_is_a_no_op(db: &impl TestDatabase) {
         )
         .await;
     assert!(
-        matches!(rename, Err(CommandError::KeyRevoked)),
+        matches!(rename, Err(CommandError::Key(apikey::Error::Revoked))),
         "{rename:?}"
     );
     let rotate = svc
@@ -690,7 +756,7 @@ async fn revoking_twice_is_a_no_op(db: &impl TestDatabase) {
         )
         .await;
     assert!(
-        matches!(rotate, Err(CommandError::KeyRevoked)),
+        matches!(rotate, Err(CommandError::Key(apikey::Error::Revoked))),
         "{rotate:?}"
     );
     let long = svc
@@ -757,7 +823,7 @@ async fn rotation_keeps_both_keys_active_during_the_grace_period(db: &impl TestD
         .rotate(&ctx(), org.id, old.key.id, &Actor::Operator, grace)
         .await;
     assert!(
-        matches!(twice, Err(CommandError::KeyRotated { successor }) if successor == new.key.id),
+        matches!(twice, Err(CommandError::Key(apikey::Error::AlreadyRotated { successor })) if successor == new.key.id),
         "{twice:?}"
     );
     let too_long = svc
@@ -772,10 +838,7 @@ async fn rotation_keeps_both_keys_active_during_the_grace_period(db: &impl TestD
     assert!(
         matches!(
             too_long,
-            Err(CommandError::Invalid {
-                field: "grace_period_seconds",
-                ..
-            })
+            Err(CommandError::Key(apikey::Error::InvalidGracePeriod(_)))
         ),
         "{too_long:?}"
     );
@@ -948,7 +1011,11 @@ async fn acting_key(
 }
 
 fn restriction_refused(result: &Result<impl std::fmt::Debug, CommandError>, field: &str) -> bool {
-    matches!(result, Err(CommandError::RestrictionNotHeld { field: f, .. }) if *f == field)
+    matches!(
+        result,
+        Err(CommandError::Policy(PolicyError::RestrictionNotHeld { restriction, .. }))
+            if restriction.field() == field
+    )
 }
 
 async fn a_write_only_key_cannot_change_or_rotate_the_root_key(db: &impl TestDatabase) {
@@ -1008,12 +1075,15 @@ async fn a_write_only_key_cannot_change_or_rotate_the_root_key(db: &impl TestDat
         ("rename", &rename),
     ] {
         assert!(
-            matches!(result, Err(CommandError::KeyNotSubordinate { scope }) if *scope != Scope::API_KEYS_WRITE),
+            matches!(result, Err(CommandError::Policy(PolicyError::NotSubordinate { scope })) if *scope != Scope::API_KEYS_WRITE),
             "{what}: {result:?}"
         );
     }
     assert!(
-        matches!(rotate, Err(CommandError::KeyNotSubordinate { .. })),
+        matches!(
+            rotate,
+            Err(CommandError::Policy(PolicyError::NotSubordinate { .. }))
+        ),
         "{rotate:?}"
     );
     assert_eq!(
@@ -1321,7 +1391,7 @@ async fn a_key_with_a_legacy_prefix_keeps_it_and_can_still_be_rotated(db: &impl 
     use domain::store::{AppendRequest, ExpectedVersion};
     use domain::{KeyId, Token, token};
     let svc = service(db).await;
-    let (org, _) = org(&svc, Plan::Enterprise).await;
+    let (org, root) = org(&svc, Plan::Enterprise).await;
     let key_id = KeyId::new_v7();
     let token = Token::generate(Environment::Test, key_id);
     let legacy =
@@ -1332,7 +1402,8 @@ async fn a_key_with_a_legacy_prefix_keeps_it_and_can_still_be_rotated(db: &impl 
         organization::Command::IssueKey {
             key_id,
             name: KeyName::parse("old").unwrap(),
-            active_keys: 1,
+            keys: vec![root.key.clone()],
+            now: Utc::now(),
         },
     )
     .unwrap();

@@ -10,14 +10,14 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use commands::keys::{CommandContext, CreatedKey, KeyPatch, NewKey};
 use domain::apikey::KeyStatus;
 use domain::ids::KeyId;
 use domain::policy::Actor;
 use domain::scope::{Scope, Scopes};
 use domain::token::Environment;
-use domain::values::{AllowedIps, KeyName, RateLimit};
+use domain::values::{AllowedIps, Expiry, GracePeriod, KeyName, RateLimit, RevocationReason};
 use projections::keys::KeyRow;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -28,11 +28,6 @@ use crate::error::{ApiError, FieldError, Problem};
 use crate::extract::{AppJson, from_value, parse_json};
 use crate::idempotency::{self, Begin};
 use crate::routes::{etag, if_match};
-
-/// Default grace period of a rotation: the old key keeps working for an hour.
-pub const DEFAULT_GRACE_SECONDS: i64 = 3600;
-/// The longest grace period.
-pub const MAX_GRACE_SECONDS: i64 = 30 * 24 * 3600;
 
 /// The management routes.
 pub fn router() -> Router<AppState> {
@@ -391,12 +386,10 @@ fn parse_name(field: &str, raw: &str, errors: &mut Vec<FieldError>) -> Option<Ke
 }
 
 fn parse_expiry(at: DateTime<Utc>, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
-    if at <= Utc::now() {
-        errors.push(FieldError::new("expires_at", "must be in the future"));
-        None
-    } else {
-        Some(at)
-    }
+    Expiry::parse(at, Utc::now())
+        .map(Expiry::at)
+        .map_err(|e| errors.push(e.into()))
+        .ok()
 }
 
 impl CreateKeyRequest {
@@ -772,15 +765,10 @@ async fn revoke(
 ) -> Result<Response, ApiError> {
     let org_id = principal.require_org(&org)?;
     let id = key_id(&id)?;
-    if reason
-        .as_ref()
-        .is_some_and(|r| r.chars().count() > domain::apikey::MAX_REASON_CHARS)
-    {
-        return Err(ApiError::field(
-            "reason",
-            format!("at most {} characters", domain::apikey::MAX_REASON_CHARS),
-        ));
-    }
+    // Refused before anything is loaded, as any other invalid field.
+    let reason = RevocationReason::parse_optional(reason.as_deref())
+        .map_err(ApiError::invalid)?
+        .map(String::from);
     let written = state
         .0
         .keys
@@ -811,16 +799,14 @@ pub async fn rotate_key(
     let org_id = principal.require_org(&org)?;
     let id = key_id(&id)?;
     let request: RotateKeyRequest = optional_body(&headers, &body)?;
-    let grace = request
-        .grace_period_seconds
-        .unwrap_or(DEFAULT_GRACE_SECONDS);
-    if !(0..=MAX_GRACE_SECONDS).contains(&grace) {
-        return Err(ApiError::field(
-            "grace_period_seconds",
-            format!("must be from 0 to {MAX_GRACE_SECONDS}"),
-        ));
-    }
-    let canonical = format!("POST /organizations/{org}/api-keys/{id}/rotate\n{grace}");
+    let grace = match request.grace_period_seconds {
+        None => GracePeriod::DEFAULT,
+        Some(seconds) => GracePeriod::from_seconds(seconds).map_err(ApiError::invalid)?,
+    };
+    let canonical = format!(
+        "POST /organizations/{org}/api-keys/{id}/rotate\n{}",
+        grace.seconds()
+    );
     idempotent(&state, &principal, &headers, canonical, || async {
         // Rotation hands out a new secret with the old key's scopes: the handler refuses
         // (key_not_subordinate) unless the caller holds them all.
@@ -832,7 +818,7 @@ pub async fn rotate_key(
                 org_id,
                 id,
                 &Actor::key(&principal.key),
-                TimeDelta::seconds(grace),
+                grace.as_delta(),
             )
             .await?;
         state.0.auth.refresh(id).await;

@@ -16,7 +16,6 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use domain::ids::KeyId;
-use domain::plan::Plan;
 use projections::usage::{
     Bucket, Granularity, RouteUsage, UsageCounts, UsageProjection, UsageQueries, UsageScope,
     UsageTotals, check_range,
@@ -398,25 +397,8 @@ pub async fn whoami(
         Some(Extension(limit)) => limit,
         None => {
             // Without the auth layer's state: the key's limit as the auth layer computes
-            // it (the plan's, or the key's lower override) and its allowance as last seen.
-            let plan = state
-                .0
-                .limits
-                .plan(key.org_id, || async {
-                    state
-                        .0
-                        .keys
-                        .load_org(key.org_id)
-                        .await
-                        .ok()
-                        .flatten()
-                        .map(|o| (o.plan, o.version))
-                })
-                .await
-                .unwrap_or(Plan::Starter);
-            let per_minute = key
-                .requests_per_minute(plan)
-                .min(plan.requests_per_minute());
+            // it and its allowance as last seen.
+            let per_minute = state.0.requests_per_minute(key).await;
             state.0.limits.peek(key.id, per_minute)
         }
     };
