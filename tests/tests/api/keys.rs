@@ -1067,3 +1067,108 @@ async fn prefixes_tell_keys_apart_on_postgres() {
         prefixes_tell_keys_apart(Backend::Postgres).await;
     }
 }
+
+// The values a revoke or a rotate sets are checked by the domain's value objects
+// (`RevocationReason`, `GracePeriod`) before anything is loaded: 422 naming the field.
+
+/// A fresh app with its bootstrap organisation and root key.
+async fn bootstrapped(backend: Backend) -> (TestApp, String, String) {
+    let app = spawn_app(backend).await;
+    let (org, root) = app.bootstrap();
+    (app, org, root)
+}
+
+/// A new key's URL.
+async fn a_key(app: &TestApp, org: &str, root: &str, name: &str) -> String {
+    let created = app.create_key(org, root, json!({"name": name})).await;
+    format!("{}/{}", keys_url(app, org), created["id"].as_str().unwrap())
+}
+
+#[tokio::test]
+async fn a_revocation_reason_is_measured_after_trimming_on_sqlite() {
+    // Arrange
+    let (app, org, root) = bootstrapped(Backend::Sqlite).await;
+    let padded = a_key(&app, &org, &root, "padded").await;
+    let long = a_key(&app, &org, &root, "long").await;
+    let reason = "x".repeat(500);
+
+    // Act
+    let (padded_status, padded_body) = call(
+        app.client
+            .post(format!("{padded}/revoke"))
+            .json(&json!({"reason": format!("  {reason}\n")})),
+        &root,
+    )
+    .await;
+    let (long_status, long_body) = call(
+        app.client
+            .post(format!("{long}/revoke"))
+            .json(&json!({"reason": format!("{reason}x")})),
+        &root,
+    )
+    .await;
+
+    // Assert: 500 characters once trimmed are accepted; 501 are not.
+    assert_eq!(padded_status, StatusCode::OK, "{padded_body}");
+    assert_eq!(padded_body["status"], "revoked");
+    assert_eq!(long_status, StatusCode::UNPROCESSABLE_ENTITY, "{long_body}");
+    assert_eq!(long_body["field"], "reason");
+    assert_eq!(long_body["code"], "validation_failed");
+}
+
+#[tokio::test]
+async fn a_reason_with_a_nul_is_refused_even_for_a_revoked_key_on_sqlite() {
+    // Arrange
+    let (app, org, root) = bootstrapped(Backend::Sqlite).await;
+    let key = a_key(&app, &org, &root, "gone").await;
+    let (status, _) = call(app.client.post(format!("{key}/revoke")), &root).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Act
+    let (status, problem) = call(
+        app.client
+            .post(format!("{key}/revoke"))
+            .json(&json!({"reason": "again\u{0}"})),
+        &root,
+    )
+    .await;
+
+    // Assert
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["field"], "reason");
+}
+
+#[tokio::test]
+async fn a_grace_period_outside_thirty_days_is_named_on_sqlite() {
+    // Arrange
+    let (app, org, root) = bootstrapped(Backend::Sqlite).await;
+    let key = a_key(&app, &org, &root, "to rotate").await;
+
+    for grace in [-1, 2_592_001, i64::MAX] {
+        // Act
+        let (status, problem) = call(
+            app.client
+                .post(format!("{key}/rotate"))
+                .json(&json!({"grace_period_seconds": grace})),
+            &root,
+        )
+        .await;
+
+        // Assert
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{grace}: {problem}"
+        );
+        assert_eq!(problem["field"], "grace_period_seconds", "{grace}");
+    }
+    // The longest grace period is accepted.
+    let (status, rotated) = call(
+        app.client
+            .post(format!("{key}/rotate"))
+            .json(&json!({"grace_period_seconds": 2_592_000})),
+        &root,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{rotated}");
+}
