@@ -79,6 +79,18 @@ impl ReadDb {
         Ok(Self { pool, backend })
     }
 
+    /// A write transaction. On SQLite it takes the write lock up front (`BEGIN
+    /// IMMEDIATE`, waiting under the busy timeout): a deferred transaction that reads
+    /// first fails at once with "database is locked" when another writer (the event
+    /// store's group commit, another projector) commits between its first read and its
+    /// first write, since SQLite cannot upgrade a stale read snapshot.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// The pool.
     pub fn pool(&self) -> &AnyPool {
         &self.pool

@@ -200,7 +200,7 @@ impl Projector {
         events: &[Arc<RecordedEvent>],
         to: u64,
     ) -> Result<u64, ProjectionError> {
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin_write().await?;
         if !events.is_empty() {
             self.projection.apply_batch(&mut tx, events).await?;
         }
@@ -545,7 +545,7 @@ pub async fn rebuild(
     let name = projector.projection.name();
     projector.checkpoint().await?;
     {
-        let mut tx = projector.db.pool().begin().await?;
+        let mut tx = projector.db.begin_write().await?;
         for table in projector.projection.tables() {
             // Table names are compile-time constants of the projection, never input.
             sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))

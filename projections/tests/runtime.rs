@@ -369,3 +369,48 @@ async fn postgres_lazy_checkpoint_for_unhandled_batches() {
         it_should_move_the_checkpoint_past_batches_it_does_not_handle(env).await;
     }
 }
+
+#[tokio::test]
+async fn sqlite_write_transaction_survives_a_commit_between_its_read_and_its_write() {
+    let env = sqlite_env().await;
+    let insert = |name: &'static str| {
+        sqlx::query("INSERT INTO test_counts (event_type, n) VALUES ($1, 1)").bind(name)
+    };
+    let count = "SELECT COUNT(*) FROM test_counts";
+
+    // A deferred transaction that reads first cannot write after another writer committed
+    // in between: SQLite answers "database is locked" at once, whatever the busy timeout.
+    let mut deferred = env.db.pool().begin().await.unwrap();
+    let _: i64 = sqlx::query_scalar(count)
+        .fetch_one(&mut *deferred)
+        .await
+        .unwrap();
+    insert("Other").execute(env.db.pool()).await.unwrap();
+    let refused = insert("Deferred").execute(&mut *deferred).await;
+    assert!(
+        refused.is_err(),
+        "a stale read snapshot was upgraded to a write"
+    );
+    drop(deferred);
+
+    // Act: the same sequence in a write transaction; the other writer starts between our
+    // read and our write.
+    let mut tx = env.db.begin_write().await.unwrap();
+    let _: i64 = sqlx::query_scalar(count).fetch_one(&mut *tx).await.unwrap();
+    let other = {
+        let db = env.db.clone();
+        tokio::spawn(async move { insert("Later").execute(db.pool()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    insert("Mine").execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+
+    // Assert: both writes landed; the other writer waited for the lock.
+    other.await.unwrap().unwrap();
+    let rows: Vec<String> =
+        sqlx::query_scalar("SELECT event_type FROM test_counts ORDER BY event_type")
+            .fetch_all(env.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(rows, ["Later", "Mine", "Other"]);
+}
