@@ -1,4 +1,4 @@
-//! The subscription loop shared by both adapters: catch up with `read_all` in batches,
+//! The subscription loop of the SQL back ends: catch up with `read_all` in batches,
 //! then wait for a wake-up (an append in this process, a Postgres notification) or a
 //! short poll interval (appends by other processes), and read again.
 //!
