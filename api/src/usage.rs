@@ -1,7 +1,8 @@
 //! The usage recorder: every call that identified a key becomes an `ApiCallRecorded`
 //! event, appended by a group-commit writer. Calls queue on a channel; one task takes up
 //! to `batch_size` of them (waiting at most `max_delay` for a batch to fill) and appends
-//! them in one transaction (`append_many`). In durable mode (the default) a response waits
+//! them in one transaction (`append_many`); it lingers only until the batch is as large
+//! as the last one, so a lone call is written at once. In durable mode (the default) a response waits
 //! until its event is committed; in async mode it does not. Shutdown drains the queue.
 
 use std::sync::Arc;
@@ -108,17 +109,29 @@ impl RecorderTask {
 async fn run(store: Arc<dyn EventStore>, mut rx: mpsc::Receiver<Pending>, config: RecorderConfig) {
     let batch_size = config.batch_size.max(1);
     let mut batch: Vec<Pending> = Vec::with_capacity(batch_size);
+    // How many events the last batch carried: under a steady load, about as many calls
+    // come back while a batch commits, so the next batch lingers (at most `max_delay`)
+    // only until it is that large, not for the whole delay; a lone call is written at once.
+    let mut expected = 1;
     // `recv` returns None only once every sender is gone and the queue is empty: that is
     // the drain on shutdown.
     while let Some(first) = rx.recv().await {
         batch.push(first);
-        let deadline = tokio::time::Instant::now() + config.max_delay;
+        // Whatever is already queued goes into this batch.
         while batch.len() < batch_size {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let deadline = tokio::time::Instant::now() + config.max_delay;
+        while batch.len() < expected.min(batch_size) {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(p)) => batch.push(p),
                 Ok(None) | Err(_) => break,
             }
         }
+        expected = batch.len();
         write(&*store, &mut batch).await;
     }
 }
@@ -168,5 +181,61 @@ async fn write(store: &dyn EventStore, batch: &mut Vec<Pending>) {
         if let Some(done) = p.done {
             let _ = done.send(ok);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use domain::ids::OrgId;
+
+    fn call() -> ApiCallRecorded {
+        ApiCallRecorded {
+            org_id: OrgId::new_v7(),
+            at: Utc::now(),
+            method: "GET".into(),
+            route: "/whoami".into(),
+            status: 200,
+            latency_us: 10,
+            client_ip: None,
+            request_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lone_call_is_committed_without_waiting_for_the_delay() {
+        // Arrange: a long max delay, durable mode.
+        let store = commands::open_event_store("sqlite::memory:").await.unwrap();
+        let (recorder, task) = UsageRecorder::start(
+            store.clone(),
+            RecorderConfig {
+                batch_size: 256,
+                max_delay: Duration::from_secs(5),
+                durability: Durability::Durable,
+            },
+        );
+        let key = KeyId::new_v7();
+
+        // Act + Assert: a lone call does not wait for others.
+        let started = Instant::now();
+        assert!(recorder.record(key, call()).await);
+        assert!(
+            started.elapsed() < Duration::from_millis(2500),
+            "a lone call waited for the delay"
+        );
+
+        // Act: a burst of 50 concurrent calls (its last batch may linger up to the delay).
+        let calls = (0..50).map(|_| {
+            let r = recorder.clone();
+            async move { r.record(key, call()).await }
+        });
+        let results = futures::future::join_all(calls).await;
+
+        // Assert: all committed, and all in the store.
+        assert!(results.iter().all(|ok| *ok));
+        drop(recorder);
+        task.shutdown().await;
+        assert_eq!(store.read_all(0, 1000).await.unwrap().len(), 51);
     }
 }
