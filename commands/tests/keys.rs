@@ -7,117 +7,27 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use chrono::{TimeDelta, Utc};
 use commands::conformance::TestDatabase;
 use commands::hashing::verify_token;
 use commands::keys::{
     BOOTSTRAP_ORG_ID, CommandContext, CommandError, CreatedKey, KeyPatch, KeyService, NewKey,
 };
-use commands::{PostgresEventStore, SqliteEventStore};
 use domain::policy::{Actor, Authority, PolicyError, Restrictions};
 use domain::store::EventStore;
 use domain::{
     AllowedIps, Environment, KeyName, KeyStatus, OrgId, OrgName, Plan, Scope, Scopes, apikey,
     organization,
 };
-use sqlx::{Connection, Executor};
+use test_support::Backend;
 
-// ---------------------------------------------------------------- databases
+mod common;
 
-struct SqliteDb {
-    dir: tempfile::TempDir,
-}
+use common::StoreDb;
 
-#[async_trait]
-impl TestDatabase for SqliteDb {
-    async fn open(&self) -> Arc<dyn EventStore> {
-        let url = format!("sqlite://{}", self.dir.path().join("events.db").display());
-        let store = SqliteEventStore::connect(&url).await.unwrap();
-        store.migrate().await.unwrap();
-        Arc::new(store)
-    }
-}
-
-struct PgDb {
-    base: String,
-    name: String,
-    url: String,
-}
-
-#[async_trait]
-impl TestDatabase for PgDb {
-    async fn open(&self) -> Arc<dyn EventStore> {
-        let store = PostgresEventStore::connect(&self.url).await.unwrap();
-        store.migrate().await.unwrap();
-        Arc::new(store)
-    }
-}
-
-async fn fresh_sqlite() -> Option<SqliteDb> {
-    Some(SqliteDb {
-        dir: tempfile::tempdir().unwrap(),
-    })
-}
-
-async fn cleanup_sqlite(_db: SqliteDb) {}
-
-async fn fresh_postgres() -> Option<PgDb> {
-    let Ok(base) = std::env::var("KEYLEDGER_TEST_POSTGRES_URL") else {
-        eprintln!("KEYLEDGER_TEST_POSTGRES_URL is not set: skipping this Postgres test");
-        return None;
-    };
-    let name = format!("kl_test_{}", uuid::Uuid::now_v7().simple());
-    let mut admin = sqlx::PgConnection::connect(&base)
-        .await
-        .expect("KEYLEDGER_TEST_POSTGRES_URL is set but Postgres is unreachable");
-    admin
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .await
-        .unwrap();
-    let without_query = base.split('?').next().unwrap_or(&base);
-    let (server, _) = without_query
-        .rsplit_once('/')
-        .expect("URL names a database");
-    let url = format!("{server}/{name}");
-    Some(PgDb { base, name, url })
-}
-
-async fn cleanup_postgres(db: PgDb) {
-    // Best effort: FORCE ends connections the stores' pools still hold.
-    if let Ok(mut admin) = sqlx::PgConnection::connect(&db.base).await {
-        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name);
-        let _ = admin.execute(sqlx::AssertSqlSafe(drop)).await;
-    }
-}
-
-/// One `#[tokio::test]` per case and back end.
-macro_rules! key_tests {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let Some(db) = super::fresh_sqlite().await else { return };
-                    super::$case(&db).await;
-                    super::cleanup_sqlite(db).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let Some(db) = super::fresh_postgres().await else { return };
-                    super::$case(&db).await;
-                    super::cleanup_postgres(db).await;
-                }
-            )*
-        }
-    };
-}
-
-key_tests!(
+test_support::backend_tests!(
+    with StoreDb::new;
+    each #[tokio::test(flavor = "multi_thread", worker_threads = 4)];
     creates_an_organization_with_a_root_key,
     a_starter_organization_cannot_create_keys,
     a_plan_change_lets_an_organization_create_keys,
@@ -174,7 +84,7 @@ fn scopes(names: &[&str]) -> Scopes {
     Scopes::parse(names.iter().copied()).unwrap()
 }
 
-async fn service(db: &impl TestDatabase) -> KeyService {
+async fn service(db: &StoreDb) -> KeyService {
     KeyService::new(db.open().await)
 }
 
@@ -208,9 +118,9 @@ async fn key_created_count(store: &Arc<dyn EventStore>, org: OrgId) -> usize {
 
 // ---------------------------------------------------------------- cases
 
-async fn creates_an_organization_with_a_root_key(db: &impl TestDatabase) {
+async fn creates_an_organization_with_a_root_key(db: StoreDb) {
     // Arrange
-    let svc = service(db).await;
+    let svc = service(&db).await;
 
     // Act
     let (org, root) = org(&svc, Plan::Professional).await;
@@ -252,8 +162,8 @@ async fn creates_an_organization_with_a_root_key(db: &impl TestDatabase) {
     assert_eq!(events[0].metadata.correlation_id.as_deref(), Some("corr-1"));
 }
 
-async fn a_starter_organization_cannot_create_keys(db: &impl TestDatabase) {
-    let svc = service(db).await;
+async fn a_starter_organization_cannot_create_keys(db: StoreDb) {
+    let svc = service(&db).await;
     let (org, _) = org(&svc, Plan::Starter).await;
 
     let result = svc
@@ -272,8 +182,8 @@ async fn a_starter_organization_cannot_create_keys(db: &impl TestDatabase) {
     assert_eq!(key_created_count(svc.store(), org.id).await, 1, "root only");
 }
 
-async fn a_plan_change_lets_an_organization_create_keys(db: &impl TestDatabase) {
-    let svc = service(db).await;
+async fn a_plan_change_lets_an_organization_create_keys(db: StoreDb) {
+    let svc = service(&db).await;
     let (org, _) = org(&svc, Plan::Starter).await;
 
     let changed = svc
@@ -297,10 +207,10 @@ async fn a_plan_change_lets_an_organization_create_keys(db: &impl TestDatabase) 
     ));
 }
 
-async fn the_key_limit_holds_under_thirty_concurrent_creates(db: &impl TestDatabase) {
+async fn the_key_limit_holds_under_thirty_concurrent_creates(db: StoreDb) {
     // Arrange: two services on separate pools, as two nodes would be.
-    let a = service(db).await;
-    let b = service(db).await;
+    let a = service(&db).await;
+    let b = service(&db).await;
     let (org, _root) = org(&a, Plan::Professional).await;
 
     // Act
@@ -360,8 +270,8 @@ async fn the_key_limit_holds_under_thirty_concurrent_creates(db: &impl TestDatab
     );
 }
 
-async fn an_expired_key_frees_its_slot(db: &impl TestDatabase) {
-    let svc = service(db).await;
+async fn an_expired_key_frees_its_slot(db: StoreDb) {
+    let svc = service(&db).await;
     let (org, _) = org(&svc, Plan::Professional).await;
     let mut short = new_key("short-lived");
     short.expires_at = Some(Utc::now() + TimeDelta::milliseconds(1500));
@@ -394,8 +304,8 @@ async fn an_expired_key_frees_its_slot(db: &impl TestDatabase) {
         .unwrap();
 }
 
-async fn enterprise_has_no_key_limit(db: &impl TestDatabase) {
-    let svc = service(db).await;
+async fn enterprise_has_no_key_limit(db: StoreDb) {
+    let svc = service(&db).await;
     let (org, _) = org(&svc, Plan::Enterprise).await;
 
     for i in 0..15 {
@@ -407,8 +317,8 @@ async fn enterprise_has_no_key_limit(db: &impl TestDatabase) {
     assert_eq!(key_created_count(svc.store(), org.id).await, 16);
 }
 
-async fn a_key_cannot_grant_a_scope_it_does_not_hold(db: &impl TestDatabase) {
-    let svc = service(db).await;
+async fn a_key_cannot_grant_a_scope_it_does_not_hold(db: StoreDb) {
+    let svc = service(&db).await;
     let (org, _) = org(&svc, Plan::Enterprise).await;
     let granter = holding(&["api-keys:create", "work-orders:read"]);
 
@@ -476,8 +386,8 @@ async fn a_key_cannot_grant_a_scope_it_does_not_hold(db: &impl TestDatabase) {
     );
 }
 
-async fn another_organizations_key_is_not_found(db: &impl TestDatabase) {
-    let svc = service(db).await;
+async fn another_organizations_key_is_not_found(db: StoreDb) {
+    let svc = service(&db).await;
     let (mine, _) = org(&svc, Plan::Enterprise).await;
     let (theirs, their_root) = org(&svc, Plan::Enterprise).await;
     let id = their_root.key.id;
@@ -526,8 +436,8 @@ async fn another_organizations_key_is_not_found(db: &impl TestDatabase) {
     assert_eq!(key.org_id, theirs.id);
 }
 
-async fn update_key_appends_every_change_at_once(db: &impl TestDatabase) {
-    let svc = service(db).await;
+async fn update_key_appends_every_change_at_once(db: StoreDb) {
+    let svc = service(&db).await;
     let (org, _) = org(&svc, Plan::Enterprise).await;
     let key = svc
         .create_key(&ctx(), org.id, &Actor::Operator, new_key("k"))
@@ -616,8 +526,8 @@ async fn update_key_appends_every_change_at_once(db: &impl TestDatabase) {
     );
 }
 
-async fn update_key_with_a_stale_if_match_fails(db: &impl TestDatabase) {
-    let svc = service(db).await;
+async fn update_key_with_a_stale_if_match_fails(db: StoreDb) {
+    let svc = service(&db).await;
     let (org, _) = org(&svc, Plan::Enterprise).await;
     let key = svc
         .create_key(&ctx(), org.id, &Actor::Operator, new_key("k"))
@@ -664,10 +574,10 @@ async fn update_key_with_a_stale_if_match_fails(db: &impl TestDatabase) {
     );
 }
 
-async fn concurrent_updates_naming_one_version_let_exactly_one_win(db: &impl TestDatabase) {
+async fn concurrent_updates_naming_one_version_let_exactly_one_win(db: StoreDb) {
     // Arrange: two services on separate pools, as two nodes would be.
-    let a = service(db).await;
-    let b = service(db).await;
+    let a = service(&db).await;
+    let b = service(&db).await;
     let (org, _) = org(&a, Plan::Enterprise).await;
     let key = a
         .create_key(&ctx(), org.id, &Actor::Operator, new_key("k"))
@@ -707,8 +617,8 @@ async fn concurrent_updates_naming_one_version_let_exactly_one_win(db: &impl Tes
     assert_eq!(a.load_key(key.key.id).await.unwrap().unwrap().version, 2);
 }
 
-async fn revoking_twice_is_a_no_op(db: &impl TestDatabase) {
-    let svc = service(db).await;
+async fn revoking_twice_is_a_no_op(db: StoreDb) {
+    let svc = service(&db).await;
     let (org, _) = org(&svc, Plan::Enterprise).await;
     let key = svc
         .create_key(&ctx(), org.id, &Actor::Operator, new_key("k"))
@@ -768,8 +678,8 @@ async fn revoking_twice_is_a_no_op(db: &impl TestDatabase) {
     );
 }
 
-async fn rotation_keeps_both_keys_active_during_the_grace_period(db: &impl TestDatabase) {
-    let svc = service(db).await;
+async fn rotation_keeps_both_keys_active_during_the_grace_period(db: StoreDb) {
+    let svc = service(&db).await;
     let (org, _) = org(&svc, Plan::Professional).await;
     let mut spec = new_key("ci");
     spec.scopes = Some(scopes(&["work-orders:read", "assets:read"]));
@@ -844,9 +754,9 @@ async fn rotation_keeps_both_keys_active_during_the_grace_period(db: &impl TestD
     );
 }
 
-async fn concurrent_bootstraps_create_one_organization(db: &impl TestDatabase) {
-    let a = service(db).await;
-    let b = service(db).await;
+async fn concurrent_bootstraps_create_one_organization(db: StoreDb) {
+    let a = service(&db).await;
+    let b = service(&db).await;
 
     let (ra, rb) = tokio::join!(
         tokio::spawn(async move { a.bootstrap(Environment::Live).await }),
@@ -862,7 +772,7 @@ async fn concurrent_bootstraps_create_one_organization(db: &impl TestDatabase) {
     assert_eq!(org.plan, Plan::Enterprise);
     assert_eq!(root.key.scopes, Scope::all());
     assert_eq!(root.key.environment, Environment::Live);
-    let svc = service(db).await;
+    let svc = service(&db).await;
     assert_eq!(key_created_count(svc.store(), BOOTSTRAP_ORG_ID).await, 1);
     assert!(svc.bootstrap(Environment::Live).await.unwrap().is_none());
     let events = svc.store().read_all(0, 100).await.unwrap();
@@ -874,8 +784,8 @@ async fn concurrent_bootstraps_create_one_organization(db: &impl TestDatabase) {
     assert_eq!(events[0].metadata.actor, "system");
 }
 
-async fn bootstrap_does_nothing_on_a_non_empty_store(db: &impl TestDatabase) {
-    let svc = service(db).await;
+async fn bootstrap_does_nothing_on_a_non_empty_store(db: StoreDb) {
+    let svc = service(&db).await;
     org(&svc, Plan::Starter).await;
 
     let result = svc.bootstrap(Environment::Live).await.unwrap();
@@ -884,8 +794,8 @@ async fn bootstrap_does_nothing_on_a_non_empty_store(db: &impl TestDatabase) {
     assert!(svc.load_org(BOOTSTRAP_ORG_ID).await.unwrap().is_none());
 }
 
-async fn no_secret_reaches_the_store(db: &impl TestDatabase) {
-    let svc = service(db).await;
+async fn no_secret_reaches_the_store(db: StoreDb) {
+    let svc = service(&db).await;
     let (org, root) = org(&svc, Plan::Enterprise).await;
     let key = svc
         .create_key(&ctx(), org.id, &Actor::Operator, new_key("k"))
@@ -949,7 +859,7 @@ async fn no_secret_or_hash_reaches_a_log_line_or_span() {
         .with_writer(captured.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    let db = fresh_sqlite().await.unwrap();
+    let db = StoreDb::new(Backend::Sqlite).await;
     let svc = service(&db).await;
 
     // Act
@@ -1018,9 +928,9 @@ fn restriction_refused(result: &Result<impl std::fmt::Debug, CommandError>, fiel
     )
 }
 
-async fn a_write_only_key_cannot_change_or_rotate_the_root_key(db: &impl TestDatabase) {
+async fn a_write_only_key_cannot_change_or_rotate_the_root_key(db: StoreDb) {
     // Arrange: the root key holds every scope; the actor only api-keys:write.
-    let svc = service(db).await;
+    let svc = service(&db).await;
     let (org, root) = org(&svc, Plan::Enterprise).await;
     let (_, writer) = acting_key(&svc, org.id, &["api-keys:write"], |_| {}).await;
 
@@ -1106,9 +1016,9 @@ async fn a_write_only_key_cannot_change_or_rotate_the_root_key(db: &impl TestDat
     .unwrap();
 }
 
-async fn a_restricted_key_cannot_create_a_less_restricted_child(db: &impl TestDatabase) {
+async fn a_restricted_key_cannot_create_a_less_restricted_child(db: StoreDb) {
     // Arrange: a creator with an expiry, an allowlist and a low rate limit.
-    let svc = service(db).await;
+    let svc = service(&db).await;
     let (org, _) = org(&svc, Plan::Enterprise).await;
     let expiry = Utc::now() + TimeDelta::days(1);
     let (_, creator) = acting_key(&svc, org.id, &["api-keys:create", "assets:read"], |k| {
@@ -1233,11 +1143,9 @@ async fn a_restricted_key_cannot_create_a_less_restricted_child(db: &impl TestDa
     );
 }
 
-async fn a_restricted_key_cannot_loosen_another_key_beyond_its_own_restrictions(
-    db: &impl TestDatabase,
-) {
+async fn a_restricted_key_cannot_loosen_another_key_beyond_its_own_restrictions(db: StoreDb) {
     // Arrange: an IP-locked, expiring actor, and a tighter target it may manage.
-    let svc = service(db).await;
+    let svc = service(&db).await;
     let (org, _) = org(&svc, Plan::Enterprise).await;
     let actor_expiry = Utc::now() + TimeDelta::days(1);
     let (_, actor) = acting_key(&svc, org.id, &["api-keys:write", "assets:read"], |k| {
@@ -1359,9 +1267,9 @@ async fn a_restricted_key_cannot_loosen_another_key_beyond_its_own_restrictions(
     assert_eq!(now.expires_at, None);
 }
 
-async fn a_subordinate_key_is_rotated_with_its_restrictions(db: &impl TestDatabase) {
+async fn a_subordinate_key_is_rotated_with_its_restrictions(db: StoreDb) {
     // Arrange: a target with every restriction, and a narrow, unrestricted-scope actor.
-    let svc = service(db).await;
+    let svc = service(&db).await;
     let (org, _) = org(&svc, Plan::Enterprise).await;
     let (target, _) = acting_key(&svc, org.id, &["assets:read"], |k| {
         k.expires_at = Some(Utc::now() + TimeDelta::days(3));
@@ -1385,12 +1293,12 @@ async fn a_subordinate_key_is_rotated_with_its_restrictions(db: &impl TestDataba
     assert_eq!(successor.key.scopes, target.key.scopes);
 }
 
-async fn a_key_with_a_legacy_prefix_keeps_it_and_can_still_be_rotated(db: &impl TestDatabase) {
+async fn a_key_with_a_legacy_prefix_keeps_it_and_can_still_be_rotated(db: StoreDb) {
     // Arrange: a key as the first releases wrote it, with an 8-character id prefix.
     use domain::events::{ApiKeyEvent, KeyCreated, OrganizationEvent};
     use domain::store::{AppendRequest, ExpectedVersion};
     use domain::{KeyId, Token, token};
-    let svc = service(db).await;
+    let svc = service(&db).await;
     let (org, root) = org(&svc, Plan::Enterprise).await;
     let key_id = KeyId::new_v7();
     let token = Token::generate(Environment::Test, key_id);

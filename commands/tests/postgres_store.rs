@@ -3,7 +3,7 @@
 //!
 //! Set `KEYLEDGER_TEST_POSTGRES_URL` (e.g. `postgres://postgres@127.0.0.1:5432/postgres`)
 //! to run them; unset, each test prints a line and passes. Set but unreachable, they fail.
-//! Each test creates its own database `kl_test_<uuid>` and drops it at the end.
+//! Each test gets a database of its own (`test_support::TestDb`), dropped at the end.
 // Test helpers outside #[test] fns fail loudly on purpose.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,63 +11,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use commands::conformance::{TestDatabase, events};
+use commands::conformance::events;
 use commands::{PostgresEventStore, postgres::ORDERING_LOCK_KEY};
 use domain::store::{AppendRequest, EventStore, ExpectedVersion, StoreError};
 use futures::StreamExt;
-use sqlx::{Connection, Executor};
+use test_support::{Backend, TestDb};
 
-struct PgDb {
-    base: String,
-    name: String,
-    url: String,
-}
+mod common;
 
-impl PgDb {
+use common::{StoreDb, cleanup, fresh_postgres};
+
+commands::event_store_conformance_tests!(fresh_postgres, cleanup);
+
+impl StoreDb {
+    /// A migrated Postgres event store on this database.
     async fn store(&self) -> PostgresEventStore {
-        let store = PostgresEventStore::connect(&self.url).await.unwrap();
+        let store = PostgresEventStore::connect(self.url()).await.unwrap();
         store.migrate().await.unwrap();
         store
     }
 }
-
-#[async_trait]
-impl TestDatabase for PgDb {
-    async fn open(&self) -> Arc<dyn EventStore> {
-        Arc::new(self.store().await)
-    }
-}
-
-async fn fresh() -> Option<PgDb> {
-    let Ok(base) = std::env::var("KEYLEDGER_TEST_POSTGRES_URL") else {
-        eprintln!("KEYLEDGER_TEST_POSTGRES_URL is not set: skipping this Postgres test");
-        return None;
-    };
-    let name = format!("kl_test_{}", uuid::Uuid::now_v7().simple());
-    let mut admin = sqlx::PgConnection::connect(&base)
-        .await
-        .expect("KEYLEDGER_TEST_POSTGRES_URL is set but Postgres is unreachable");
-    admin
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .await
-        .unwrap();
-    let without_query = base.split('?').next().unwrap_or(&base);
-    let (server, _) = without_query
-        .rsplit_once('/')
-        .expect("URL names a database");
-    let url = format!("{server}/{name}");
-    Some(PgDb { base, name, url })
-}
-
-async fn cleanup(db: PgDb) {
-    // Best effort: FORCE ends connections the stores' pools still hold.
-    if let Ok(mut admin) = sqlx::PgConnection::connect(&db.base).await {
-        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name);
-        let _ = admin.execute(sqlx::AssertSqlSafe(drop)).await;
-    }
-}
-
-commands::event_store_conformance_tests!(fresh, cleanup);
 
 fn request(stream: &str) -> AppendRequest {
     AppendRequest {
@@ -87,7 +50,9 @@ async fn assert_idle(subscription: &mut domain::store::EventStream) {
 /// subscriber receives A and then B.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_ordering_guard_keeps_a_subscriber_from_skipping_a_late_commit() {
-    let Some(db) = fresh().await else { return };
+    let Some(db) = fresh_postgres().await else {
+        return;
+    };
     // Arrange
     let store = db
         .store()
@@ -120,14 +85,15 @@ async fn the_ordering_guard_keeps_a_subscriber_from_skipping_a_late_commit() {
     assert_eq!((second.stream.as_str(), second.position), ("b", b_position));
     assert!(a_position < b_position);
     drop(subscription);
-    cleanup(db).await;
 }
 
 /// The proof that the guard matters: without it, B takes a higher position, commits
 /// first, and is delivered; A commits later at a lower position and is never delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_the_ordering_guard_a_subscriber_skips_a_late_commit() {
-    let Some(db) = fresh().await else { return };
+    let Some(db) = fresh_postgres().await else {
+        return;
+    };
     // Arrange
     let store = db
         .store()
@@ -165,14 +131,15 @@ async fn without_the_ordering_guard_a_subscriber_skips_a_late_commit() {
         "the unguarded subscriber should have skipped A, got {late:?}"
     );
     drop(subscription);
-    cleanup(db).await;
 }
 
 /// The usage writer's one-round-trip group commit (unchained streams, `Any`) takes the
 /// same ordering lock: it waits for an open append and takes a later position.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_group_commit_to_usage_streams_waits_for_the_ordering_lock() {
-    let Some(db) = fresh().await else { return };
+    let Some(db) = fresh_postgres().await else {
+        return;
+    };
     // Arrange
     let store = db.store().await;
     let a = store.begin_append(vec![request("a")]).await.unwrap();
@@ -215,14 +182,15 @@ async fn a_group_commit_to_usage_streams_waits_for_the_ordering_lock() {
         vec![1, 2]
     );
     assert!(x.iter().all(|e| e.metadata.hash.is_none()));
-    cleanup(db).await;
 }
 
 /// The guard really is a lock other writers wait on (a writer in another process that
 /// takes the same key is ordered too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_open_append_holds_the_ordering_lock() {
-    let Some(db) = fresh().await else { return };
+    let Some(db) = fresh_postgres().await else {
+        return;
+    };
     let store = db.store().await;
     let pending = store.begin_append(vec![request("a")]).await.unwrap();
     let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
@@ -233,11 +201,12 @@ async fn an_open_append_holds_the_ordering_lock() {
     assert!(!free);
     drop(pending); // rolls back
     assert_eq!(store.head_position().await.unwrap(), 0);
-    cleanup(db).await;
 }
 
 async fn assert_corrupt(column: &str, value: &str) {
-    let Some(db) = fresh().await else { return };
+    let Some(db) = fresh_postgres().await else {
+        return;
+    };
     let store = db.store().await;
     store
         .append("good", ExpectedVersion::NoStream, events(1, 1))
@@ -271,7 +240,6 @@ async fn assert_corrupt(column: &str, value: &str) {
     ));
     assert!(subscription.next().await.is_none());
     drop(subscription);
-    cleanup(db).await;
 }
 
 #[tokio::test]
@@ -291,7 +259,10 @@ async fn a_schema_version_out_of_range_is_corrupt() {
 
 #[tokio::test]
 async fn migrations_tolerate_other_crates_migrations_and_rerun() {
-    let Some(db) = fresh().await else { return };
+    if Backend::Postgres.skipped() {
+        return;
+    }
+    let db = StoreDb(TestDb::empty(Backend::Postgres).await);
     let store = db.store().await;
     sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
@@ -302,22 +273,23 @@ async fn migrations_tolerate_other_crates_migrations_and_rerun() {
     .unwrap();
     store.migrate().await.unwrap();
     db.store().await;
-    cleanup(db).await;
 }
 
 #[tokio::test]
 async fn open_event_store_opens_postgres_urls() {
-    let Some(db) = fresh().await else { return };
-    let store = commands::open_event_store(&db.url).await.unwrap();
+    if Backend::Postgres.skipped() {
+        return;
+    }
+    let db = TestDb::empty(Backend::Postgres).await;
+    let store = commands::open_event_store(db.url()).await.unwrap();
     store
         .append("s", ExpectedVersion::NoStream, events(1, 1))
         .await
         .unwrap();
     assert_eq!(store.head_position().await.unwrap(), 1);
-    let postgresql = db.url.replacen("postgres://", "postgresql://", 1);
+    let postgresql = db.url().replacen("postgres://", "postgresql://", 1);
     assert!(commands::open_event_store(&postgresql).await.is_ok());
     drop(store);
-    cleanup(db).await;
 }
 
 struct PgSql(sqlx::PgPool);
@@ -334,9 +306,10 @@ impl commands::conformance::RawSql for PgSql {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_names_events_altered_deleted_or_reordered_with_sql() {
-    let Some(db) = fresh().await else { return };
+    let Some(db) = fresh_postgres().await else {
+        return;
+    };
     let store = db.store().await;
     let sql = PgSql(store.pool().clone());
     commands::conformance::verify_names_tampered_events(Arc::new(store), &sql).await;
-    cleanup(db).await;
 }

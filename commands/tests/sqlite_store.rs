@@ -7,42 +7,25 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use commands::SqliteEventStore;
-use commands::conformance::TestDatabase;
 use domain::store::{EventStore, ExpectedVersion, StoreError};
+use test_support::{Backend, TestDb};
 
-struct SqliteDb {
-    dir: tempfile::TempDir,
-}
+mod common;
 
-impl SqliteDb {
-    fn url(&self) -> String {
-        format!("sqlite://{}", self.dir.path().join("events.db").display())
-    }
-}
+use common::{cleanup, fresh_sqlite};
 
-#[async_trait]
-impl TestDatabase for SqliteDb {
-    async fn open(&self) -> Arc<dyn EventStore> {
-        let store = SqliteEventStore::connect(&self.url()).await.unwrap();
-        store.migrate().await.unwrap();
-        Arc::new(store)
-    }
-}
+commands::event_store_conformance_tests!(fresh_sqlite, cleanup);
 
-async fn fresh() -> Option<SqliteDb> {
-    Some(SqliteDb {
-        dir: tempfile::tempdir().unwrap(),
-    })
-}
-
-async fn cleanup(_db: SqliteDb) {}
-
-commands::event_store_conformance_tests!(fresh, cleanup);
-
-async fn store_with_bad_row(column: &str, value: &str) -> (SqliteEventStore, u64) {
-    let db = fresh().await.unwrap();
-    let store = SqliteEventStore::connect(&db.url()).await.unwrap();
+/// A migrated SQLite event store on a fresh database (kept alive by the [`TestDb`]).
+async fn sqlite_store() -> (SqliteEventStore, TestDb) {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = SqliteEventStore::connect(db.url()).await.unwrap();
     store.migrate().await.unwrap();
+    (store, db)
+}
+
+async fn store_with_bad_row(column: &str, value: &str) -> (SqliteEventStore, u64, TestDb) {
+    let (store, db) = sqlite_store().await;
     store
         .append(
             "good",
@@ -67,12 +50,11 @@ async fn store_with_bad_row(column: &str, value: &str) -> (SqliteEventStore, u64
         .await
         .unwrap();
     let position = store.head_position().await.unwrap();
-    std::mem::forget(db.dir); // keep the file for the store's lifetime
-    (store, position)
+    (store, position, db)
 }
 
 async fn assert_corrupt(column: &str, value: &str) {
-    let (store, bad) = store_with_bad_row(column, value).await;
+    let (store, bad, _db) = store_with_bad_row(column, value).await;
     match store.read_all(0, 100).await {
         Err(StoreError::Corrupt { position, reason }) => {
             assert_eq!(position, bad);
@@ -152,8 +134,8 @@ async fn in_memory_database_works() {
 
 #[tokio::test]
 async fn migrations_tolerate_other_crates_migrations_and_rerun() {
-    let db = fresh().await.unwrap();
-    let store = SqliteEventStore::connect(&db.url()).await.unwrap();
+    let db = TestDb::empty(Backend::Sqlite).await;
+    let store = SqliteEventStore::connect(db.url()).await.unwrap();
     store.migrate().await.unwrap();
     // Pretend another crate applied its own migration on the same database.
     sqlx::query(
@@ -164,7 +146,7 @@ async fn migrations_tolerate_other_crates_migrations_and_rerun() {
     .await
     .unwrap();
     store.migrate().await.unwrap();
-    SqliteEventStore::connect(&db.url())
+    SqliteEventStore::connect(db.url())
         .await
         .unwrap()
         .migrate()
@@ -174,8 +156,8 @@ async fn migrations_tolerate_other_crates_migrations_and_rerun() {
 
 #[tokio::test]
 async fn open_event_store_picks_the_backend_by_scheme() {
-    let db = fresh().await.unwrap();
-    let store = commands::open_event_store(&db.url()).await.unwrap();
+    let db = TestDb::empty(Backend::Sqlite).await;
+    let store = commands::open_event_store(db.url()).await.unwrap();
     assert_eq!(store.head_position().await.unwrap(), 0);
     match commands::open_event_store("mysql://localhost/x").await {
         Err(StoreError::Unavailable(message)) => assert!(message.contains("mysql")),
@@ -198,9 +180,7 @@ impl commands::conformance::RawSql for SqliteSql {
 
 #[tokio::test]
 async fn verify_names_events_altered_deleted_or_reordered_with_sql() {
-    let db = fresh().await.unwrap();
-    let store = SqliteEventStore::connect(&db.url()).await.unwrap();
-    store.migrate().await.unwrap();
+    let (store, _db) = sqlite_store().await;
     let sql = SqliteSql(store.pool().clone());
     commands::conformance::verify_names_tampered_events(Arc::new(store), &sql).await;
 }

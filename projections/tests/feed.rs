@@ -95,18 +95,6 @@ async fn it_should_give_each_follower_every_event_once_in_order(env: Env) {
     assert_eq!(got_b, positions_after(env.store.as_ref(), middle).await);
 }
 
-#[tokio::test]
-async fn sqlite_followers_get_every_event_once_in_order() {
-    it_should_give_each_follower_every_event_once_in_order(common::sqlite_env().await).await;
-}
-
-#[tokio::test]
-async fn postgres_followers_get_every_event_once_in_order() {
-    if let Some(env) = common::postgres_env().await {
-        it_should_give_each_follower_every_event_once_in_order(env).await;
-    }
-}
-
 async fn it_should_catch_up_a_follower_that_fell_behind_the_buffer(env: Env) {
     // Arrange: a live buffer of 4 events, a fast follower and a slow one.
     let feed = Feed::with_buffer(env.store.clone(), 4);
@@ -129,18 +117,6 @@ async fn it_should_catch_up_a_follower_that_fell_behind_the_buffer(env: Env) {
     assert_eq!(all.len(), 400);
     assert_eq!(got_fast, all);
     assert_eq!(got_slow, all);
-}
-
-#[tokio::test]
-async fn sqlite_slow_follower_catches_up() {
-    it_should_catch_up_a_follower_that_fell_behind_the_buffer(common::sqlite_env().await).await;
-}
-
-#[tokio::test]
-async fn postgres_slow_follower_catches_up() {
-    if let Some(env) = common::postgres_env().await {
-        it_should_catch_up_a_follower_that_fell_behind_the_buffer(env).await;
-    }
 }
 
 async fn it_should_restart_the_live_side_after_every_follower_left(env: Env) {
@@ -167,14 +143,9 @@ async fn it_should_restart_the_live_side_after_every_follower_left(env: Env) {
     assert_eq!(got, positions_after(env.store.as_ref(), last_seen).await);
 }
 
-#[tokio::test]
-async fn sqlite_live_side_restarts() {
-    it_should_restart_the_live_side_after_every_follower_left(common::sqlite_env().await).await;
-}
-
-#[tokio::test]
-async fn postgres_live_side_restarts() {
-    if let Some(env) = common::postgres_env().await {
-        it_should_restart_the_live_side_after_every_follower_left(env).await;
-    }
-}
+test_support::backend_tests!(
+    with common::env;
+    it_should_give_each_follower_every_event_once_in_order,
+    it_should_catch_up_a_follower_that_fell_behind_the_buffer,
+    it_should_restart_the_live_side_after_every_follower_left,
+);

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Env, postgres_env, sqlite_env};
+use common::Env;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -745,30 +745,8 @@ async fn it_should_project_organisations(env: Env) {
 
 // ------------------------------------------------------------------------- runners
 
-macro_rules! on_both_backends {
-    ($($case:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    super::$case(super::sqlite_env().await).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    if let Some(env) = super::postgres_env().await {
-                        super::$case(env).await;
-                    }
-                }
-            )+
-        }
-    };
-}
-
-on_both_backends!(
+test_support::backend_tests!(
+    with common::env;
     it_should_list_a_created_key_with_zero_usage,
     it_should_show_every_change_and_the_revocation,
     it_should_compute_expiry_and_filter_by_status,

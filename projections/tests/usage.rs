@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Env, postgres_env, sqlite_env};
+use common::Env;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -553,30 +553,8 @@ async fn it_should_refuse_a_reversed_or_oversized_range(env: Env) {
 
 // ------------------------------------------------------------------------- runners
 
-macro_rules! on_both_backends {
-    ($($case:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    super::$case(super::sqlite_env().await).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    if let Some(env) = super::postgres_env().await {
-                        super::$case(env).await;
-                    }
-                }
-            )+
-        }
-    };
-}
-
-on_both_backends!(
+test_support::backend_tests!(
+    with common::env;
     it_should_count_every_call_exactly_per_key_route_bucket_and_org,
     it_should_stay_exact_across_a_stop_mid_stream_and_a_restart,
     it_should_give_the_same_rows_after_a_rebuild,
