@@ -8,7 +8,7 @@ use std::process::Command;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, postgres_url, spawn_app};
+use crate::helpers::{Backend, TestApp, spawn_app};
 
 fn events_url(app: &TestApp, org: &str, key: &str, query: &str) -> String {
     app.url(&format!(
@@ -370,7 +370,7 @@ async fn key_history_on_sqlite() {
 
 #[tokio::test]
 async fn key_history_on_postgres() {
-    if postgres_url().is_some() {
+    if !Backend::Postgres.skipped() {
         key_history(Backend::Postgres).await;
     }
 }

@@ -16,9 +16,14 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, fresh_postgres_database, postgres_url, spawn_node};
+use crate::helpers::{Api, Backend, TestApp, TestDb, spawn_node};
 
-fn nats_url() -> Option<String> {
+/// The shared NATS's URL when Postgres and NATS are both configured; `None` (skip the
+/// test, with a note) otherwise.
+fn configured() -> Option<String> {
+    if Backend::Postgres.skipped() {
+        return None;
+    }
     match std::env::var("KEYLEDGER_TEST_NATS_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
@@ -31,19 +36,17 @@ fn nats_url() -> Option<String> {
 /// Nodes sharing one fresh database (dropped with the cluster) and one subject prefix.
 struct Cluster {
     nodes: Vec<Option<TestApp>>,
-    database_url: String,
     env: Vec<(String, String)>,
-    admin_url: String,
-    db_name: String,
     org: String,
     root: String,
+    // Last: the database goes after the nodes.
+    db: TestDb,
 }
 
 impl Cluster {
     /// Starts `n` nodes (the first bootstraps) and waits until each reports ready.
     async fn start(n: usize, nats: &str, extra: &[(&str, &str)]) -> Cluster {
-        let admin_url = postgres_url().unwrap();
-        let (database_url, db_name) = fresh_postgres_database(&admin_url).await;
+        let db = TestDb::new(Backend::Postgres).await;
         let prefix = format!("kltest_{}", uuid::Uuid::now_v7().simple());
         let mut env = vec![
             ("KEYLEDGER_NATS_URL".to_owned(), nats.to_owned()),
@@ -56,12 +59,10 @@ impl Cluster {
         );
         let mut cluster = Cluster {
             nodes: Vec::new(),
-            database_url,
             env,
-            admin_url,
-            db_name,
             org: String::new(),
             root: String::new(),
+            db,
         };
         for _ in 0..n {
             cluster.add_node().await;
@@ -78,7 +79,7 @@ impl Cluster {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let node = spawn_node(&self.database_url, &env);
+        let node = spawn_node(self.db.url(), &env);
         wait_ready(&node).await;
         self.nodes.push(Some(node));
         self.nodes.len() - 1
@@ -93,24 +94,17 @@ impl Cluster {
         self.nodes[i] = None;
     }
 
-    fn keys_url(&self, i: usize) -> String {
-        self.node(i)
-            .url(&format!("/organizations/{}/api-keys", self.org))
+    /// Node `i`'s API, as the organisation's root key.
+    fn api(&self, i: usize) -> Api<'_> {
+        self.node(i).api(&self.org, &self.root)
     }
 
     /// Creates a key through node `i`: `(id, secret)`.
     async fn create_key(&self, i: usize, scopes: &[&str]) -> (String, String) {
-        let res = self
-            .node(i)
-            .client
-            .post(self.keys_url(i))
-            .bearer_auth(&self.root)
-            .json(&json!({"name": "cluster test", "scopes": scopes}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::CREATED);
-        let body: Value = res.json().await.unwrap();
+        let body = self
+            .api(i)
+            .new_key(json!({"name": "cluster test", "scopes": scopes}))
+            .await;
         (
             body["id"].as_str().unwrap().to_owned(),
             body["secret"].as_str().unwrap().to_owned(),
@@ -118,16 +112,23 @@ impl Cluster {
     }
 
     async fn revoke(&self, i: usize, id: &str) {
-        let res = self
-            .node(i)
-            .client
-            .post(format!("{}/{id}/revoke", self.keys_url(i)))
-            .bearer_auth(&self.root)
-            .json(&json!({"reason": "cluster test"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
+        let revoked = self
+            .api(i)
+            .revoke_key(id, Some(json!({"reason": "cluster test"})))
+            .await;
+        assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text);
+    }
+
+    /// The ids in node `i`'s key list.
+    async fn listed_ids(&self, i: usize) -> (Vec<String>, Value) {
+        let list = self.api(i).list_keys("").await.body;
+        let ids = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|k| k["id"].as_str().map(str::to_owned))
+            .collect();
+        (ids, list)
     }
 
     async fn get(&self, i: usize, path: &str, token: &str) -> StatusCode {
@@ -143,30 +144,6 @@ impl Cluster {
 
     fn assets(&self) -> String {
         format!("/organizations/{}/assets", self.org)
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.nodes.clear();
-        let (admin_url, db) = (self.admin_url.clone(), self.db_name.clone());
-        // Best effort: a leftover test database is harmless, a hang is not.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if let Ok(pool) = sqlx::PgPool::connect(&admin_url).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
-                    )))
-                    .execute(&pool)
-                    .await;
-                }
-            });
-        })
-        .join();
     }
 }
 
@@ -217,9 +194,7 @@ async fn until_status(
 
 #[tokio::test]
 async fn a_key_created_on_one_node_works_on_the_other_at_once() {
-    let (Some(_), Some(nats)) = (postgres_url(), nats_url()) else {
-        return;
-    };
+    let Some(nats) = configured() else { return };
     // Arrange
     let c = Cluster::start(2, &nats, &[]).await;
 
@@ -233,34 +208,16 @@ async fn a_key_created_on_one_node_works_on_the_other_at_once() {
     // is in B's list at once (with A's, written before).
     let (id_b, _) = c.create_key(1, &["assets:read"]).await;
     for (i, want) in [(0, vec![&id]), (1, vec![&id, &id_b])] {
-        let list: Value = c
-            .node(i)
-            .client
-            .get(c.keys_url(i))
-            .bearer_auth(&c.root)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let ids: Vec<&str> = list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|k| k["id"].as_str())
-            .collect();
+        let (ids, list) = c.listed_ids(i).await;
         for w in want {
-            assert!(ids.contains(&w.as_str()), "node {i}: {list}");
+            assert!(ids.contains(w), "node {i}: {list}");
         }
     }
 }
 
 #[tokio::test]
 async fn a_revocation_on_one_node_stops_the_key_on_the_other_within_milliseconds() {
-    let (Some(_), Some(nats)) = (postgres_url(), nats_url()) else {
-        return;
-    };
+    let Some(nats) = configured() else { return };
     // Arrange: the key is in B's cache (and argon2 has accepted it there).
     let c = Cluster::start(2, &nats, &[]).await;
     let (id, secret) = c.create_key(0, &["assets:read"]).await;
@@ -291,25 +248,18 @@ async fn a_revocation_on_one_node_stops_the_key_on_the_other_within_milliseconds
 
 #[tokio::test]
 async fn a_scope_narrowed_on_one_node_is_enforced_on_the_other() {
-    let (Some(_), Some(nats)) = (postgres_url(), nats_url()) else {
-        return;
-    };
+    let Some(nats) = configured() else { return };
     // Arrange
     let c = Cluster::start(2, &nats, &[]).await;
     let (id, secret) = c.create_key(0, &["assets:read", "work-orders:read"]).await;
     assert_eq!(c.get(1, &c.assets(), &secret).await, StatusCode::OK);
 
     // Act
-    let res = c
-        .node(0)
-        .client
-        .patch(format!("{}/{id}", c.keys_url(0)))
-        .bearer_auth(&c.root)
-        .json(&json!({"scopes": ["work-orders:read"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
+    let narrowed = c
+        .api(0)
+        .patch_key(&id, json!({"scopes": ["work-orders:read"]}))
+        .await;
+    assert_eq!(narrowed.status, StatusCode::OK, "{}", narrowed.text);
 
     // Assert
     let delay = until_status(
@@ -329,9 +279,7 @@ async fn a_scope_narrowed_on_one_node_is_enforced_on_the_other() {
 
 #[tokio::test]
 async fn a_revocation_by_the_cli_reaches_every_node_through_the_relay() {
-    let (Some(_), Some(nats)) = (postgres_url(), nats_url()) else {
-        return;
-    };
+    let Some(nats) = configured() else { return };
     // Arrange: the CLI appends to the store and publishes nothing itself.
     let c = Cluster::start(2, &nats, &[]).await;
     let (id, secret) = c.create_key(0, &["assets:read"]).await;
@@ -425,9 +373,9 @@ impl Drop for OwnNats {
 
 #[tokio::test]
 async fn with_nats_down_a_revocation_still_takes_effect_within_the_ttl() {
-    let (Some(_), Some(_)) = (postgres_url(), nats_url()) else {
+    if configured().is_none() {
         return;
-    };
+    }
     // Arrange: our own NATS (the shared one is never stopped), a 2 s TTL, the key cached
     // on B.
     let mut nats = OwnNats::start();
@@ -491,9 +439,7 @@ async fn with_nats_down_a_revocation_still_takes_effect_within_the_ttl() {
 
 #[tokio::test]
 async fn when_the_leading_node_dies_the_other_goes_on_projecting() {
-    let (Some(_), Some(nats)) = (postgres_url(), nats_url()) else {
-        return;
-    };
+    let Some(nats) = configured() else { return };
     // Arrange: A started first, so A leads the projections.
     let mut c = Cluster::start(2, &nats, &[]).await;
     let (first, _) = c.create_key(0, &["assets:read"]).await;
@@ -503,25 +449,9 @@ async fn when_the_leading_node_dies_the_other_goes_on_projecting() {
     let (second, secret) = c.create_key(1, &["assets:read"]).await;
 
     // Assert: B's read models include both keys (read-your-writes on B: it took over).
-    let list: Value = c
-        .node(1)
-        .client
-        .get(c.keys_url(1))
-        .bearer_auth(&c.root)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ids: Vec<&str> = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|k| k["id"].as_str())
-        .collect();
-    assert!(ids.contains(&first.as_str()), "{list}");
-    assert!(ids.contains(&second.as_str()), "{list}");
+    let (ids, list) = c.listed_ids(1).await;
+    assert!(ids.contains(&first), "{list}");
+    assert!(ids.contains(&second), "{list}");
     assert_eq!(c.get(1, "/whoami", &secret).await, StatusCode::OK);
 
     // And a node started now (C) follows B's lead.
@@ -576,9 +506,7 @@ async fn until_limit(
 
 #[tokio::test]
 async fn a_plan_change_by_the_cli_reaches_every_nodes_rate_limiter_at_once() {
-    let (Some(_), Some(nats)) = (postgres_url(), nats_url()) else {
-        return;
-    };
+    let Some(nats) = configured() else { return };
     // Arrange: both nodes have the enterprise plan (500 a minute) cached for the org.
     let c = Cluster::start(2, &nats, &[]).await;
     let (_, secret) = c.create_key(0, &["assets:read"]).await;

@@ -8,37 +8,20 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{Backend, postgres_url, spawn_app_with, spawn_node};
+use crate::helpers::{Backend, TestApp, spawn_app_with, spawn_node};
 
 /// Usage events stored for the given keys (read straight from the event store).
-async fn usage_events(database_url: &str, key_ids: &[String]) -> i64 {
-    let streams: Vec<String> = key_ids
-        .iter()
-        .map(|id| format!("apikey-usage-{id}"))
-        .collect();
+async fn usage_events(app: &TestApp, key_ids: &[String]) -> i64 {
     let mut total = 0;
-    for stream in streams {
-        let n: i64 = if database_url.starts_with("sqlite:") {
-            let pool = sqlx::SqlitePool::connect(database_url).await.unwrap();
-            sqlx::query_scalar("SELECT count(*) FROM events WHERE stream = $1")
-                .bind(stream)
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-        } else {
-            let pool = sqlx::PgPool::connect(database_url).await.unwrap();
-            sqlx::query_scalar("SELECT count(*) FROM events WHERE stream = $1")
-                .bind(stream)
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-        };
-        total += n;
+    for id in key_ids {
+        total += app.usage_events(id).await;
     }
     total
 }
 
-async fn a_kill_9_under_load_loses_no_answered_call(backend: Backend) {
+async fn given_durable_usage_when_the_server_is_killed_under_load_then_every_answered_call_has_its_event(
+    backend: Backend,
+) {
     // Arrange: durable usage, four keys, sixteen clients calling /whoami in a loop.
     let mut app = spawn_app_with(backend, &[("KEYLEDGER_USAGE_DURABILITY", "durable")]).await;
     let (org, root) = app.bootstrap();
@@ -116,7 +99,7 @@ async fn a_kill_9_under_load_loses_no_answered_call(backend: Backend) {
         answered > 100,
         "the load produced only {answered} responses"
     );
-    let stored = usage_events(&app.database_url, &ids).await;
+    let stored = usage_events(&app, &ids).await;
     assert!(
         u64::try_from(stored).unwrap() >= answered,
         "{answered} responses were sent but only {stored} usage events are stored"
@@ -124,17 +107,7 @@ async fn a_kill_9_under_load_loses_no_answered_call(backend: Backend) {
     drop(restarted);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn given_durable_usage_on_sqlite_when_the_server_is_killed_under_load_then_every_answered_call_has_its_event()
- {
-    a_kill_9_under_load_loses_no_answered_call(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn given_durable_usage_on_postgres_when_the_server_is_killed_under_load_then_every_answered_call_has_its_event()
- {
-    if postgres_url().is_none() {
-        return;
-    }
-    a_kill_9_under_load_loses_no_answered_call(Backend::Postgres).await;
-}
+test_support::backend_tests!(
+    each #[tokio::test(flavor = "multi_thread", worker_threads = 4)];
+    given_durable_usage_when_the_server_is_killed_under_load_then_every_answered_call_has_its_event,
+);

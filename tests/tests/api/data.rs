@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, postgres_url, spawn_app};
+use crate::helpers::{Backend, TestApp, spawn_app};
 
 /// One call: status and JSON body (`null` if the body is not JSON).
 async fn call(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
@@ -762,78 +762,6 @@ async fn futures_join<T>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
     out
 }
 
-#[tokio::test]
-async fn concurrent_writes_on_sqlite() {
-    concurrent_writes(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn concurrent_writes_on_postgres() {
-    if postgres_url().is_some() {
-        concurrent_writes(Backend::Postgres).await;
-    }
-}
-
-#[tokio::test]
-async fn seeds_flow_on_sqlite() {
-    the_seeds_flow(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn seeds_flow_on_postgres() {
-    if postgres_url().is_some() {
-        the_seeds_flow(Backend::Postgres).await;
-    }
-}
-
-#[tokio::test]
-async fn assets_and_locations_on_sqlite() {
-    assets_and_locations(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn assets_and_locations_on_postgres() {
-    if postgres_url().is_some() {
-        assets_and_locations(Backend::Postgres).await;
-    }
-}
-
-#[tokio::test]
-async fn tenancy_on_sqlite() {
-    tenancy(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn tenancy_on_postgres() {
-    if postgres_url().is_some() {
-        tenancy(Backend::Postgres).await;
-    }
-}
-
-#[tokio::test]
-async fn bad_input_on_sqlite() {
-    bad_input(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn bad_input_on_postgres() {
-    if postgres_url().is_some() {
-        bad_input(Backend::Postgres).await;
-    }
-}
-
-#[tokio::test]
-async fn pagination_on_sqlite() {
-    pagination(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn pagination_on_postgres() {
-    if postgres_url().is_some() {
-        pagination(Backend::Postgres).await;
-    }
-}
-
 /// NUL and other control characters in any text field: 422 naming the field, on both back
 /// ends (Postgres `text`/`jsonb` cannot hold NUL), and a revoke with such a reason leaves
 /// nothing half done; a rotated key rotated again is 409 `key_rotated`, not a 503.
@@ -916,14 +844,12 @@ async fn control_characters_are_refused_by_name(backend: Backend) {
     assert_eq!(problem["code"], "key_revoked", "{problem}");
 }
 
-#[tokio::test]
-async fn control_characters_are_refused_by_name_on_sqlite() {
-    control_characters_are_refused_by_name(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn control_characters_are_refused_by_name_on_postgres() {
-    if postgres_url().is_some() {
-        control_characters_are_refused_by_name(Backend::Postgres).await;
-    }
-}
+test_support::backend_tests!(
+    concurrent_writes,
+    the_seeds_flow,
+    assets_and_locations,
+    tenancy,
+    bad_input,
+    pagination,
+    control_characters_are_refused_by_name,
+);

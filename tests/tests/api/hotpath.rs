@@ -4,28 +4,9 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, postgres_url, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, spawn_app, spawn_app_with};
 
-async fn usage_events(app: &TestApp, key_id: &str) -> i64 {
-    let stream = format!("apikey-usage-{key_id}");
-    if app.database_url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-        sqlx::query_scalar("SELECT count(*) FROM events WHERE stream = $1")
-            .bind(stream)
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-    } else {
-        let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
-        sqlx::query_scalar("SELECT count(*) FROM events WHERE stream = $1")
-            .bind(stream)
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-    }
-}
-
-async fn limits_headers_and_usage(backend: Backend) {
+async fn the_rate_limit_headers_count_down_and_every_identified_call_is_recorded(backend: Backend) {
     // Arrange: a key that may read keys, 3 requests a minute.
     let app = spawn_app(backend).await;
     let (org, root) = app.bootstrap();
@@ -106,7 +87,7 @@ async fn limits_headers_and_usage(backend: Backend) {
 
     // Every identified call was recorded, durably, before its response: 3 + 403 + 429.
     let id = key["id"].as_str().unwrap();
-    assert_eq!(usage_events(&app, id).await, 5);
+    assert_eq!(app.usage_events(id).await, 5);
 
     let metrics = app.metrics_text().await;
     assert!(
@@ -126,18 +107,6 @@ async fn limits_headers_and_usage(backend: Backend) {
         metrics.contains("keyledger_projector_lag_events"),
         "{metrics}"
     );
-}
-
-#[tokio::test]
-async fn limits_headers_and_usage_on_sqlite() {
-    limits_headers_and_usage(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn limits_headers_and_usage_on_postgres() {
-    if postgres_url().is_some() {
-        limits_headers_and_usage(Backend::Postgres).await;
-    }
 }
 
 #[tokio::test]
@@ -227,7 +196,7 @@ async fn a_test_key_on_a_live_server_is_refused_saying_so() {
         problem["detail"].as_str().unwrap().contains("test key"),
         "{problem}"
     );
-    assert_eq!(usage_events(&app, key["id"].as_str().unwrap()).await, 0);
+    assert_eq!(app.usage_events(key["id"].as_str().unwrap()).await, 0);
 }
 
 #[tokio::test]
@@ -262,7 +231,7 @@ async fn a_live_key_on_a_test_server_is_refused_saying_so() {
 
 /// In async mode responses do not wait for their usage events; a graceful shutdown must
 /// still write every one of them before the process exits.
-async fn shutdown_drains_the_usage_writer(backend: Backend) {
+async fn a_graceful_shutdown_drains_the_usage_writer(backend: Backend) {
     // Arrange: batches that fill slowly (up to 5 s), responses that do not wait.
     let mut app = spawn_app_with(
         backend,
@@ -303,20 +272,14 @@ async fn shutdown_drains_the_usage_writer(backend: Backend) {
         "keyledger did not exit cleanly:\n{}",
         app.output_text()
     );
-    assert_eq!(usage_events(&app, &id).await, 25);
+    assert_eq!(app.usage_events(&id).await, 25);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn shutdown_drains_the_usage_writer_on_sqlite() {
-    shutdown_drains_the_usage_writer(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn shutdown_drains_the_usage_writer_on_postgres() {
-    if postgres_url().is_some() {
-        shutdown_drains_the_usage_writer(Backend::Postgres).await;
-    }
-}
+test_support::backend_tests!(
+    the_rate_limit_headers_count_down_and_every_identified_call_is_recorded,
+    #[tokio::test(flavor = "multi_thread")]
+    a_graceful_shutdown_drains_the_usage_writer,
+);
 
 #[tokio::test]
 async fn a_plan_change_by_the_cli_beside_a_running_node_reaches_its_rate_limiter_on_sqlite() {

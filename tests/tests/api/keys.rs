@@ -1,62 +1,77 @@
 //! The key lifecycle through the management API, on the real binary, SQLite and Postgres:
 //! the seeds' flow ("SAP ERP Integration"), validation, concurrency guards, idempotency,
-//! tenancy, and a search of everything the run produced for the secret.
+//! tenancy, the key-management policy, and a search of everything a test produced for
+//! the secrets it made. One behaviour per test; each test starts a node of its own.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, postgres_url, spawn_app};
+use crate::helpers::{Api, Backend, TestApp, spawn_app};
 
-/// Every response body the test saw, except those allowed to hold a secret.
-struct Seen(Vec<String>);
-
-impl Seen {
-    async fn send(
-        &mut self,
-        req: reqwest::RequestBuilder,
-    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-        let res = req.send().await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let text = res.text().await.unwrap();
-        self.0.push(text.clone());
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        (status, headers, body)
-    }
-
-    /// A response that is allowed to carry a secret (create, rotate): not recorded.
-    async fn send_secret(
-        &mut self,
-        req: reqwest::RequestBuilder,
-    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-        let res = req.send().await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let body = res.json().await.unwrap_or(Value::Null);
-        (status, headers, body)
-    }
-}
-
-fn keys_url(app: &TestApp, org: &str) -> String {
-    app.url(&format!("/organizations/{org}/api-keys"))
-}
-
-async fn the_seeds_flow(backend: Backend) {
-    // Arrange
+/// A fresh node with its bootstrap organisation and root key.
+async fn bootstrapped(backend: Backend) -> (TestApp, String, String) {
     let app = spawn_app(backend).await;
     let (org, root) = app.bootstrap();
-    let c = &app.client;
-    let mut seen = Seen(Vec::new());
+    (app, org, root)
+}
+
+/// A key's `(id, secret)`.
+fn id_and_secret(key: &Value) -> (String, String) {
+    (
+        key["id"].as_str().unwrap().to_owned(),
+        key["secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The seeds' key: "SAP ERP Integration", reading work orders and assets.
+async fn sap_key(root: &Api<'_>) -> Value {
+    root.new_key(
+        json!({"name": "SAP ERP Integration", "scopes": ["work-orders:read", "assets:read"]}),
+    )
+    .await
+}
+
+/// `secret` (of the key called `name`) is in exactly one response (the one that made it),
+/// in no log line, and in no row of any table (events and read models); no read-model row
+/// holds an argon2 hash.
+async fn assert_secret_shown_once(app: &TestApp, secret: &str, name: &str) {
+    let replies = app.replies();
+    let holding: Vec<&String> = replies.iter().filter(|b| b.contains(secret)).collect();
+    assert_eq!(
+        holding.len(),
+        1,
+        "the secret in {} responses",
+        holding.len()
+    );
+    assert!(!app.output_text().contains(secret), "secret in the logs");
+    let dump = app.dump_database().await;
+    assert!(dump.contains(name), "the dump should hold the key's rows");
+    assert!(!dump.contains(secret), "secret in the database");
+    for line in dump.lines().filter(|l| !l.starts_with("events")) {
+        assert!(
+            !line.contains("$argon2id$"),
+            "hash outside the event store: {line}"
+        );
+    }
+}
+
+async fn a_created_key_shows_its_secret_once_and_is_listed_with_the_contracts_fields(
+    backend: Backend,
+) {
+    // Arrange
+    let (app, org, root) = bootstrapped(backend).await;
+    let root = app.api(&org, &root);
 
     // Act: create "SAP ERP Integration".
-    let (status, headers, created) = seen
-        .send_secret(c.post(keys_url(&app, &org)).bearer_auth(&root).json(
-            &json!({"name": "SAP ERP Integration", "scopes": ["work-orders:read", "assets:read"]}),
-        ))
+    let created = root
+        .create_key(
+            json!({"name": "SAP ERP Integration", "scopes": ["work-orders:read", "assets:read"]}),
+        )
         .await;
 
     // Assert: 201 with the contract's fields and the secret once.
-    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let created_key = &created.body;
     for field in [
         "id",
         "name",
@@ -69,47 +84,46 @@ async fn the_seeds_flow(backend: Backend) {
         "created_at",
         "expires_at",
     ] {
-        assert!(created.get(field).is_some(), "missing {field} in {created}");
+        assert!(
+            created_key.get(field).is_some(),
+            "missing {field} in {created_key}"
+        );
     }
-    let secret = created["secret"].as_str().unwrap().to_owned();
-    let id = created["id"].as_str().unwrap().to_owned();
+    let (id, secret) = id_and_secret(created_key);
     assert!(secret.starts_with("kl_live_"));
     // The prefix is the token's first 26 characters: kl_live_ and 18 of the id's 22.
-    assert_eq!(created["prefix"].as_str().unwrap(), &secret[..26]);
-    assert_eq!(created["status"], "active");
+    assert_eq!(created.str("prefix"), &secret[..26]);
+    assert_eq!(created_key["status"], "active");
     assert_eq!(
-        created["scopes"],
+        created_key["scopes"],
         json!(["assets:read", "work-orders:read"])
     );
-    assert!(headers.get("etag").is_some());
+    assert!(created.headers.get("etag").is_some());
 
     // List: prefix, status, created, last used; no secret; read-your-writes.
-    let (status, _, list) = seen
-        .send(c.get(keys_url(&app, &org)).bearer_auth(&root))
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    let item = list["items"]
+    let list = root.list_keys("").await;
+    assert_eq!(list.status, StatusCode::OK);
+    let item = list.body["items"]
         .as_array()
         .unwrap()
         .iter()
         .find(|k| k["id"] == id)
         .expect("new key listed")
         .clone();
-    assert_eq!(item["prefix"], created["prefix"]);
+    assert_eq!(item["prefix"], created_key["prefix"]);
     assert_eq!(item["status"], "active");
     assert_eq!(item["name"], "SAP ERP Integration");
     assert!(item["created_at"].is_string());
     assert!(item.get("last_used_at").is_some());
     assert_eq!(item["total_calls"], 0);
     assert!(item.get("secret").is_none());
-    assert!(list.get("next_cursor").is_some());
+    assert!(list.body.get("next_cursor").is_some());
 
     // Details.
-    let key_url = format!("{}/{id}", keys_url(&app, &org));
-    let (status, headers, details) = seen.send(c.get(&key_url).bearer_auth(&root)).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(details["allowed_ips"], json!([]));
-    assert!(details.get("expires_at").is_some());
+    let details = root.get_key(&id).await;
+    assert_eq!(details.status, StatusCode::OK);
+    assert_eq!(details.body["allowed_ips"], json!([]));
+    assert!(details.body.get("expires_at").is_some());
     for f in [
         "total_calls",
         "successful_calls",
@@ -120,164 +134,161 @@ async fn the_seeds_flow(backend: Backend) {
         "by_route",
     ] {
         assert!(
-            details["usage"].get(f).is_some(),
-            "usage.{f} missing: {details}"
+            details.body["usage"].get(f).is_some(),
+            "usage.{f} missing: {}",
+            details.text
         );
     }
-    let etag = headers["etag"].to_str().unwrap().to_owned();
+    assert!(details.headers.get("etag").is_some());
 
-    // Change scopes with If-Match; a stale If-Match is 412.
-    let (status, _, changed) = seen
-        .send(
-            c.patch(&key_url)
-                .bearer_auth(&root)
-                .header("if-match", &etag)
-                .json(&json!({"scopes": ["work-orders:read"]})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{changed}");
-    assert_eq!(changed["scopes"], json!(["work-orders:read"]));
-    let (status, _, stale) = seen
-        .send(
-            c.patch(&key_url)
-                .bearer_auth(&root)
-                .header("if-match", &etag)
-                .json(&json!({"name": "x"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{stale}");
-    assert_eq!(stale["code"], "precondition_failed");
+    // The CLI sees the same key and never prints a secret.
+    let listed = app.cli(&["keys", "list", &org, "--json"]);
+    assert!(listed.contains(&id));
+    assert_secret_shown_once(&app, &secret, "SAP ERP Integration").await;
+}
 
-    // The SAP key cannot manage keys: it holds no api-keys scope.
-    let (status, _, body) = seen
-        .send(c.get(keys_url(&app, &org)).bearer_auth(&secret))
-        .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    assert_eq!(body["code"], "insufficient_scope");
+async fn a_change_with_the_current_etag_applies_and_a_stale_one_is_412(backend: Backend) {
+    // Arrange
+    let (app, org, root) = bootstrapped(backend).await;
+    let root = app.api(&org, &root);
+    let (id, secret) = id_and_secret(&sap_key(&root).await);
+    let etag = root.get_key(&id).await.header("etag").to_owned();
 
-    // Revoke (idempotent), then the key is refused at once.
-    let (status, _, revoked) = seen
-        .send(
-            c.post(format!("{key_url}/revoke"))
-                .bearer_auth(&root)
-                .json(&json!({"reason": "leaked in a ticket"})),
-        )
+    // Act
+    let changed = root
+        .patch_key_if_match(&id, &etag, json!({"scopes": ["work-orders:read"]}))
         .await;
-    assert_eq!(status, StatusCode::OK, "{revoked}");
-    assert_eq!(revoked["status"], "revoked");
-    assert!(revoked["revoked_at"].is_string());
-    let (status, _, _) = seen
-        .send(c.post(format!("{key_url}/revoke")).bearer_auth(&root))
+    let stale = root
+        .patch_key_if_match(&id, &etag, json!({"name": "x"}))
         .await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, headers, body) = seen
-        .send(c.get(keys_url(&app, &org)).bearer_auth(&secret))
-        .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+
+    // Assert
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text);
+    assert_eq!(changed.body["scopes"], json!(["work-orders:read"]));
     assert_eq!(
-        headers["www-authenticate"].to_str().unwrap(),
+        stale.status,
+        StatusCode::PRECONDITION_FAILED,
+        "{}",
+        stale.text
+    );
+    assert_eq!(stale.body["code"], "precondition_failed");
+    assert_secret_shown_once(&app, &secret, "SAP ERP Integration").await;
+}
+
+async fn a_key_without_an_api_keys_scope_cannot_manage_keys(backend: Backend) {
+    // Arrange
+    let (app, org, root) = bootstrapped(backend).await;
+    let (_, secret) = id_and_secret(&sap_key(&app.api(&org, &root)).await);
+
+    // Act
+    let listed = app.api(&org, &secret).list_keys("").await;
+
+    // Assert
+    assert_eq!(listed.status, StatusCode::FORBIDDEN, "{}", listed.text);
+    assert_eq!(listed.body["code"], "insufficient_scope");
+}
+
+async fn a_revoked_key_is_refused_at_once_and_revoking_again_changes_nothing(backend: Backend) {
+    // Arrange
+    let (app, org, root) = bootstrapped(backend).await;
+    let root = app.api(&org, &root);
+    let (id, secret) = id_and_secret(&sap_key(&root).await);
+
+    // Act
+    let revoked = root
+        .revoke_key(&id, Some(json!({"reason": "leaked in a ticket"})))
+        .await;
+    let again = root.revoke_key(&id, None).await;
+    let refused = app.api(&org, &secret).list_keys("").await;
+
+    // Assert
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text);
+    assert_eq!(revoked.body["status"], "revoked");
+    assert!(revoked.body["revoked_at"].is_string());
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.text);
+    assert_eq!(
+        refused.header("www-authenticate"),
         r#"Bearer realm="keyledger", error="invalid_token""#
     );
-    assert_eq!(
-        headers["content-type"].to_str().unwrap(),
-        "application/problem+json"
-    );
+    assert_eq!(refused.header("content-type"), "application/problem+json");
+    assert_secret_shown_once(&app, &secret, "SAP ERP Integration").await;
+}
 
-    // Rotate a manager key: both work during the grace period, with the same scopes.
-    let (_, _, manager) = seen
-        .send_secret(
-            c.post(keys_url(&app, &org))
-                .bearer_auth(&root)
-                .json(&json!({"name": "BI export", "scopes": ["api-keys:read", "assets:read"]})),
+/// A manager key ("BI export") rotated with `grace_period_seconds`: (old, new).
+async fn rotated_manager(root: &Api<'_>, grace: i64) -> (Value, Value) {
+    let manager = root
+        .new_key(json!({"name": "BI export", "scopes": ["api-keys:read", "assets:read"]}))
+        .await;
+    let rotated = root
+        .rotate_key(
+            manager["id"].as_str().unwrap(),
+            Some(json!({"grace_period_seconds": grace})),
         )
         .await;
-    let manager_id = manager["id"].as_str().unwrap();
-    let (status, _, rotated) = seen
-        .send_secret(
-            c.post(format!("{}/{manager_id}/rotate", keys_url(&app, &org)))
-                .bearer_auth(&root)
-                .json(&json!({"grace_period_seconds": 600})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{rotated}");
+    assert_eq!(rotated.status, StatusCode::CREATED, "{}", rotated.text);
+    (manager, rotated.body)
+}
+
+async fn during_the_grace_period_a_rotated_key_and_its_successor_both_work(backend: Backend) {
+    // Arrange
+    let (app, org, root_key) = bootstrapped(backend).await;
+    let root = app.api(&org, &root_key);
+
+    // Act
+    let (manager, rotated) = rotated_manager(&root, 600).await;
+
+    // Assert: a new key with the same name and scopes, pointing back; both work.
     assert_ne!(rotated["id"], manager["id"]);
     assert_eq!(rotated["name"], "BI export");
     assert_eq!(rotated["scopes"], manager["scopes"]);
     assert_eq!(rotated["rotated_from"], manager["id"]);
-    for token in [
-        manager["secret"].as_str().unwrap(),
-        rotated["secret"].as_str().unwrap(),
-    ] {
-        let (status, _, body) = seen
-            .send(c.get(keys_url(&app, &org)).bearer_auth(token))
+    for key in [&manager, &rotated] {
+        let listed = app
+            .api(&org, key["secret"].as_str().unwrap())
+            .list_keys("")
             .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
     }
-    let (_, _, old) = seen
-        .send(
-            c.get(format!("{}/{manager_id}", keys_url(&app, &org)))
-                .bearer_auth(&root),
-        )
-        .await;
+    let old = root.get_key(manager["id"].as_str().unwrap()).await.body;
     assert!(old["expires_at"].is_string(), "{old}");
     assert_eq!(old["rotated_to"], rotated["id"]);
-
-    // Rotation with no grace stops the old key at once.
-    let (_, _, rotated_again) = seen
-        .send_secret(
-            c.post(format!(
-                "{}/{}/rotate",
-                keys_url(&app, &org),
-                rotated["id"].as_str().unwrap()
-            ))
-            .bearer_auth(&root)
-            .json(&json!({"grace_period_seconds": 0})),
-        )
-        .await;
-    let (status, _, _) = seen
-        .send(
-            c.get(keys_url(&app, &org))
-                .bearer_auth(rotated["secret"].as_str().unwrap()),
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _, _) = seen
-        .send(
-            c.get(keys_url(&app, &org))
-                .bearer_auth(rotated_again["secret"].as_str().unwrap()),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-
-    // The CLI sees the same keys and never prints a secret.
-    let listed = app.cli(&["keys", "list", &org, "--json"]);
-    assert!(listed.contains(&id));
-
-    // Assert: the SAP secret appears in no response other than the create response, in no
-    // log line, and in no row of any table (events and read models).
-    let hits_in_responses = seen.0.iter().filter(|b| b.contains(&secret)).count();
-    assert_eq!(hits_in_responses, 0);
-    assert!(!app.output_text().contains(&secret), "secret in the logs");
-    let dump = app.dump_database().await;
-    assert!(
-        dump.contains("SAP ERP Integration"),
-        "the dump should hold the key's rows"
-    );
-    assert!(!dump.contains(&secret), "secret in the database");
-    // Nor does any read-model row hold the argon2 hash.
-    for line in dump.lines().filter(|l| !l.starts_with("events")) {
-        assert!(
-            !line.contains("$argon2id$"),
-            "hash outside the event store: {line}"
-        );
+    for key in [&manager, &rotated] {
+        assert_secret_shown_once(&app, key["secret"].as_str().unwrap(), "BI export").await;
     }
 }
 
-async fn bad_input_is_named(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let (org, root) = app.bootstrap();
-    let c = &app.client;
-    let url = keys_url(&app, &org);
+async fn a_rotation_without_grace_stops_the_old_key_at_once(backend: Backend) {
+    // Arrange: a rotated key (the successor of another) rotated again, with no grace.
+    let (app, org, root_key) = bootstrapped(backend).await;
+    let root = app.api(&org, &root_key);
+    let (_, rotated) = rotated_manager(&root, 600).await;
+
+    // Act
+    let again = root
+        .rotate_key(
+            rotated["id"].as_str().unwrap(),
+            Some(json!({"grace_period_seconds": 0})),
+        )
+        .await;
+
+    // Assert
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.text);
+    let old = app
+        .api(&org, rotated["secret"].as_str().unwrap())
+        .list_keys("")
+        .await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED);
+    let new = app.api(&org, again.str("secret")).list_keys("").await;
+    assert_eq!(new.status, StatusCode::OK);
+}
+
+async fn a_bad_create_body_is_a_422_naming_the_field_and_cidrs_of_both_families_are_accepted(
+    backend: Backend,
+) {
+    // Arrange
+    let (app, org, root) = bootstrapped(backend).await;
+    let root = app.api(&org, &root);
     let long = "x".repeat(101);
     let cases: Vec<(Value, &str)> = vec![
         (json!({"name": ""}), "name"),
@@ -314,16 +325,13 @@ async fn bad_input_is_named(backend: Backend) {
         (json!({}), "name"),
     ];
     for (body, field) in cases {
-        let res = c
-            .post(&url)
-            .bearer_auth(&root)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-        assert_eq!(res.headers()["content-type"], "application/problem+json");
-        let problem: Value = res.json().await.unwrap();
+        // Act
+        let refused = root.create_key(body.clone()).await;
+
+        // Assert
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(refused.header("content-type"), "application/problem+json");
+        let problem = &refused.body;
         assert_eq!(problem["field"], field, "{body} -> {problem}");
         assert_eq!(problem["code"], "validation_failed");
         assert_eq!(problem["status"], 422);
@@ -334,97 +342,81 @@ async fn bad_input_is_named(backend: Backend) {
         );
     }
 
-    // IPv4 and IPv6 CIDRs are accepted.
-    let res = c
-        .post(&url)
-        .bearer_auth(&root)
-        .json(&json!({"name": "SCADA", "scopes": ["work-orders:write"], "allowed_ips": ["10.20.0.0/16", "2001:db8::/32", "192.0.2.7"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(body["allowed_ips"].as_array().unwrap().len(), 3);
+    // IPv4 and IPv6 CIDRs (and a lone address) are accepted.
+    let accepted = root
+        .new_key(json!({"name": "SCADA", "scopes": ["work-orders:write"], "allowed_ips": ["10.20.0.0/16", "2001:db8::/32", "192.0.2.7"]}))
+        .await;
+    assert_eq!(accepted["allowed_ips"].as_array().unwrap().len(), 3);
+}
 
-    // Malformed JSON is 400; a huge body is 413; a non-JSON content type is 415.
-    let res = c
-        .post(&url)
-        .bearer_auth(&root)
-        .header("content-type", "application/json")
-        .body("{\"name\": ")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    let problem: Value = res.json().await.unwrap();
-    assert_eq!(problem["code"], "malformed_json");
-    let huge = json!({"name": "a", "pad": "x".repeat(200_000)});
-    let res = c
-        .post(&url)
-        .bearer_auth(&root)
-        .json(&huge)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    let res = c
-        .post(&url)
-        .bearer_auth(&root)
-        .body("name=a")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+async fn malformed_json_is_400_a_huge_body_413_and_a_body_that_is_not_json_415(backend: Backend) {
+    // Arrange
+    let (app, org, root) = bootstrapped(backend).await;
+    let root = app.api(&org, &root);
+    let post = || root.request(reqwest::Method::POST, &root.keys_path());
 
-    // Pagination: limit out of range is 422; pages never overlap.
-    let res = c
-        .get(format!("{url}?limit=0"))
-        .bearer_auth(&root)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let res = c
-        .get(format!("{url}?limit=101"))
-        .bearer_auth(&root)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let res = c
-        .get(format!("{url}?status=sleeping"))
-        .bearer_auth(&root)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    for i in 0..4 {
-        let res = c
-            .post(&url)
-            .bearer_auth(&root)
-            .json(&json!({"name": format!("page {i}")}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::CREATED);
+    // Act
+    let malformed = root
+        .send(
+            post()
+                .header("content-type", "application/json")
+                .body("{\"name\": "),
+        )
+        .await;
+    let huge = root
+        .create_key(json!({"name": "a", "pad": "x".repeat(200_000)}))
+        .await;
+    let form = root.send(post().body("name=a")).await;
+
+    // Assert
+    assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
+    assert_eq!(malformed.body["code"], "malformed_json");
+    assert_eq!(huge.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(form.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+async fn a_list_limit_status_or_cursor_out_of_range_is_422(backend: Backend) {
+    // Arrange
+    let (app, org, root) = bootstrapped(backend).await;
+    let root = app.api(&org, &root);
+
+    for query in [
+        "?limit=0",
+        "?limit=101",
+        "?status=sleeping",
+        "?cursor=garbage",
+    ] {
+        // Act
+        let refused = root.list_keys(query).await;
+
+        // Assert
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{query}: {}",
+            refused.text
+        );
     }
+}
+
+async fn pages_of_the_key_list_cover_every_key_once(backend: Backend) {
+    // Arrange: the root key and five more.
+    let (app, org, root) = bootstrapped(backend).await;
+    let root = app.api(&org, &root);
+    for i in 0..5 {
+        root.new_key(json!({"name": format!("page {i}")})).await;
+    }
+
+    // Act: pages of two.
     let mut ids = Vec::new();
     let mut cursor: Option<String> = None;
     let mut pages = 0;
     loop {
-        let mut u = format!("{url}?limit=2");
-        if let Some(cur) = &cursor {
-            u.push_str(&format!("&cursor={cur}"));
-        }
-        let page: Value = c
-            .get(u)
-            .bearer_auth(&root)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let query = match &cursor {
+            Some(cur) => format!("?limit=2&cursor={cur}"),
+            None => "?limit=2".to_owned(),
+        };
+        let page = root.list_keys(&query).await.body;
         pages += 1;
         for item in page["items"].as_array().unwrap() {
             ids.push(item["id"].as_str().unwrap().to_owned());
@@ -434,72 +426,41 @@ async fn bad_input_is_named(backend: Backend) {
             None => break,
         }
     }
-    // root + SCADA + 4 = 6 keys in 3 pages of 2.
+
+    // Assert: 6 keys in 3 pages of 2, none twice.
     assert_eq!(ids.len(), 6);
     assert_eq!(pages, 3);
     let mut unique = ids.clone();
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), 6);
-    let res = c
-        .get(format!("{url}?cursor=garbage"))
-        .bearer_auth(&root)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
 
-async fn idempotency_tenancy_and_plans(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let (org, root) = app.bootstrap();
-    let c = &app.client;
-    let url = keys_url(&app, &org);
-
-    // Same Idempotency-Key and body: the same response, one key. Other body: 422.
+async fn a_reused_idempotency_key_replays_the_response_once_and_refuses_another_body(
+    backend: Backend,
+) {
+    // Arrange
+    let (app, org, root) = bootstrapped(backend).await;
+    let root = app.api(&org, &root);
     let body = json!({"name": "ERP poller", "scopes": ["work-orders:read"]});
-    let first: Value = c
-        .post(&url)
-        .bearer_auth(&root)
-        .header("idempotency-key", "abc-1")
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let res = c
-        .post(&url)
-        .bearer_auth(&root)
-        .header("idempotency-key", "abc-1")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let second: Value = res.json().await.unwrap();
-    assert_eq!(first, second);
-    let res = c
-        .post(&url)
-        .bearer_auth(&root)
-        .header("idempotency-key", "abc-1")
-        .json(&json!({"name": "other"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let problem: Value = res.json().await.unwrap();
-    assert_eq!(problem["code"], "idempotency_key_reused");
-    let list: Value = c
-        .get(format!("{url}?limit=100"))
-        .bearer_auth(&root)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let create = |body: &Value| {
+        root.request(reqwest::Method::POST, &root.keys_path())
+            .header("idempotency-key", "abc-1")
+            .json(body)
+    };
+
+    // Act
+    let first = root.send(create(&body)).await;
+    let second = root.send(create(&body)).await;
+    let other = root.send(create(&json!({"name": "other"}))).await;
+
+    // Assert: the same response, one key; another body under the same key is 422.
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+    assert_eq!(second.status, StatusCode::CREATED);
+    assert_eq!(first.body, second.body);
+    assert_eq!(other.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(other.body["code"], "idempotency_key_reused");
+    let list = root.list_keys("?limit=100").await.body;
     let named = list["items"]
         .as_array()
         .unwrap()
@@ -507,99 +468,83 @@ async fn idempotency_tenancy_and_plans(backend: Backend) {
         .filter(|k| k["name"] == "ERP poller")
         .count();
     assert_eq!(named, 1);
+}
 
-    // A key cannot grant a scope it does not hold.
-    let limited: Value = c
-        .post(&url)
-        .bearer_auth(&root)
-        .json(&json!({"name": "delegate", "scopes": ["api-keys:create", "work-orders:read"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let res = c
-        .post(&url)
-        .bearer_auth(limited["secret"].as_str().unwrap())
-        .json(&json!({"name": "escalate", "scopes": ["assets:write"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    let problem: Value = res.json().await.unwrap();
-    assert_eq!(problem["code"], "scope_not_held");
-    // ... nor get one by omitting scopes (every data scope).
-    let res = c
-        .post(&url)
-        .bearer_auth(limited["secret"].as_str().unwrap())
-        .json(&json!({"name": "all"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    // ... nor by rotating a stronger key.
-    let res = c
-        .post(format!("{url}/{}/rotate", first["id"].as_str().unwrap()))
-        .bearer_auth(limited["secret"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+async fn a_key_cannot_grant_a_scope_it_does_not_hold_but_may_rotate_a_key_within_its_own(
+    backend: Backend,
+) {
+    // Arrange: a delegate that may create keys and read work orders.
+    let (app, org, root_key) = bootstrapped(backend).await;
+    let root = app.api(&org, &root_key);
+    let poller = root
+        .new_key(json!({"name": "ERP poller", "scopes": ["work-orders:read"]}))
+        .await;
+    let delegate = root
+        .new_key(json!({"name": "delegate", "scopes": ["api-keys:create", "work-orders:read"]}))
+        .await;
+    let delegate = app.api(&org, delegate["secret"].as_str().unwrap());
+
+    // Act
+    let escalate = delegate
+        .create_key(json!({"name": "escalate", "scopes": ["assets:write"]}))
+        .await;
+    // Omitted scopes mean every data scope.
+    let all = delegate.create_key(json!({"name": "all"})).await;
+    let rotated = delegate
+        .rotate_key(poller["id"].as_str().unwrap(), None)
+        .await;
+
+    // Assert
+    assert_eq!(escalate.status, StatusCode::FORBIDDEN);
+    assert_eq!(escalate.body["code"], "scope_not_held");
+    assert_eq!(all.status, StatusCode::FORBIDDEN);
     assert_eq!(
-        res.status(),
+        rotated.status,
         StatusCode::CREATED,
         "work-orders:read is held by the delegate"
     );
+}
 
-    // Another organisation's keys answer 404.
-    let other: Value = serde_json::from_str(&app.cli(&[
-        "orgs",
-        "create",
-        "--name",
-        "Other Co",
-        "--plan",
-        "professional",
-        "--json",
-    ]))
-    .unwrap();
-    let other_org = other["org_id"].as_str().unwrap();
-    let other_root = other["root_key"].as_str().unwrap();
-    let res = c
-        .get(format!("{url}/{}", first["id"].as_str().unwrap()))
-        .bearer_auth(other_root)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    let res = c
-        .get(format!(
-            "{}/{}",
-            keys_url(&app, other_org),
-            first["id"].as_str().unwrap()
-        ))
-        .bearer_auth(other_root)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    let res = c
-        .post(format!("{url}/{}/revoke", first["id"].as_str().unwrap()))
-        .bearer_auth(other_root)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+async fn another_organizations_keys_are_not_found(backend: Backend) {
+    // Arrange
+    let (app, org, root) = bootstrapped(backend).await;
+    let key = app
+        .api(&org, &root)
+        .new_key(json!({"name": "ERP poller", "scopes": ["work-orders:read"]}))
+        .await;
+    let id = key["id"].as_str().unwrap();
+    let (other_org, other_root, _) = app.cli_org("Other Co", "professional");
 
-    // Professional: at most 10 active keys (the root key counts), even under 30
-    // concurrent creates. A revoked key frees its slot.
-    let other_url = keys_url(&app, other_org);
+    // Act: the other organisation's root key, on this organisation's path and its own.
+    let through_ours = app.api(&org, &other_root);
+    let through_theirs = app.api(&other_org, &other_root);
+    let answers = [
+        through_ours.get_key(id).await,
+        through_theirs.get_key(id).await,
+        through_ours.revoke_key(id, None).await,
+    ];
+
+    // Assert
+    for answer in answers {
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.text);
+    }
+}
+
+async fn the_key_limit_holds_under_thirty_concurrent_creates_and_a_revoked_key_frees_a_slot(
+    backend: Backend,
+) {
+    // Arrange: a professional organisation (at most 10 active keys, the root key counts).
+    let (app, _, _) = bootstrapped(backend).await;
+    let (org, root_key, _) = app.cli_org("Other Co", "professional");
+    let root = app.api(&org, &root_key);
+    let url = app.url(&root.keys_path());
+
+    // Act: 30 creates at once.
     let creates = (0..30).map(|i| {
-        let c = c.clone();
-        let u = other_url.clone();
-        let k = other_root.to_owned();
+        let (c, url, key) = (app.client.clone(), url.clone(), root_key.clone());
         tokio::spawn(async move {
-            c.post(u)
-                .bearer_auth(k)
+            c.post(url)
+                .bearer_auth(key)
                 .json(&json!({"name": format!("k{i}")}))
                 .send()
                 .await
@@ -608,69 +553,243 @@ async fn idempotency_tenancy_and_plans(backend: Backend) {
         })
     });
     let mut created = 0;
-    let mut limited_count = 0;
+    let mut limited = 0;
     for h in creates {
         match h.await.unwrap() {
             StatusCode::CREATED => created += 1,
-            StatusCode::FORBIDDEN => limited_count += 1,
+            StatusCode::FORBIDDEN => limited += 1,
             other => panic!("unexpected {other}"),
         }
     }
-    let list: Value = c
-        .get(format!("{other_url}?status=active&limit=100"))
-        .bearer_auth(other_root)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+
+    // Assert: 10 active keys; revoking one frees a slot for one key only.
+    let list = root.list_keys("?status=active&limit=100").await.body;
     let active = list["items"].as_array().unwrap();
     assert_eq!(active.len(), 10, "{list}");
     assert_eq!(created + 1, 10);
-    assert_eq!(limited_count, 21);
+    assert_eq!(limited, 21);
     let victim = active.iter().find(|k| k["name"] != "root").unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let res = c
-        .delete(format!("{other_url}/{victim}"))
-        .bearer_auth(other_root)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let res = c
-        .post(&other_url)
-        .bearer_auth(other_root)
-        .json(&json!({"name": "after revoke"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let res = c
-        .post(&other_url)
-        .bearer_auth(other_root)
-        .json(&json!({"name": "one too many"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    let problem: Value = res.json().await.unwrap();
-    assert_eq!(problem["code"], "key_limit_reached");
+    assert_eq!(root.delete_key(&victim).await.status, StatusCode::OK);
+    let after = root.create_key(json!({"name": "after revoke"})).await;
+    assert_eq!(after.status, StatusCode::CREATED, "{}", after.text);
+    let too_many = root.create_key(json!({"name": "one too many"})).await;
+    assert_eq!(too_many.status, StatusCode::FORBIDDEN);
+    assert_eq!(too_many.body["code"], "key_limit_reached");
+}
 
-    // Starter cannot create keys: 403 plan_required.
-    app.cli(&["orgs", "set-plan", other_org, "starter"]);
-    let res = c
-        .post(&other_url)
-        .bearer_auth(other_root)
-        .json(&json!({"name": "nope"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    let problem: Value = res.json().await.unwrap();
-    assert_eq!(problem["code"], "plan_required");
+async fn a_starter_organization_cannot_create_keys(backend: Backend) {
+    // Arrange: a professional organisation moved to starter by the CLI.
+    let (app, _, _) = bootstrapped(backend).await;
+    let (org, root, _) = app.cli_org("Other Co", "professional");
+    app.cli(&["orgs", "set-plan", &org, "starter"]);
+
+    // Act
+    let refused = app
+        .api(&org, &root)
+        .create_key(json!({"name": "nope"}))
+        .await;
+
+    // Assert
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    assert_eq!(refused.body["code"], "plan_required");
+}
+
+/// The root key's id (from `/whoami`).
+async fn root_id(root: &Api<'_>) -> String {
+    root.whoami().await.str("id").to_owned()
+}
+
+async fn a_write_only_key_cannot_narrow_ip_lock_or_rotate_the_root_key(backend: Backend) {
+    // Arrange
+    let (app, org, root_key) = bootstrapped(backend).await;
+    let root = app.api(&org, &root_key);
+    let root_id = root_id(&root).await;
+    let writer = root
+        .new_key(json!({"name": "writer", "scopes": ["api-keys:write"]}))
+        .await;
+    let writer = app.api(&org, writer["secret"].as_str().unwrap());
+    let creator = root
+        .new_key(json!({"name": "creator", "scopes": ["api-keys:create"]}))
+        .await;
+    let creator = app.api(&org, creator["secret"].as_str().unwrap());
+
+    // Act
+    let narrow = writer
+        .patch_key(&root_id, json!({"scopes": ["api-keys:write"]}))
+        .await;
+    let lock = writer
+        .patch_key(&root_id, json!({"allowed_ips": ["203.0.113.7"]}))
+        .await;
+    // Rotation needs api-keys:create, and then the subset rule.
+    let rotate = creator.rotate_key(&root_id, None).await;
+
+    // Assert: 403, and the root key is as it was.
+    assert_eq!(narrow.status, StatusCode::FORBIDDEN, "{}", narrow.text);
+    assert_eq!(narrow.body["code"], "key_not_subordinate");
+    assert!(narrow.body["scope"].is_string(), "{}", narrow.text);
+    assert_eq!(lock.status, StatusCode::FORBIDDEN, "{}", lock.text);
+    assert_eq!(lock.body["code"], "key_not_subordinate");
+    assert_eq!(rotate.status, StatusCode::FORBIDDEN, "{}", rotate.text);
+    assert_eq!(rotate.body["code"], "key_not_subordinate");
+    let root_now = root.get_key(&root_id).await.body;
+    assert_eq!(root_now["allowed_ips"], json!([]));
+    assert_eq!(root_now["scopes"].as_array().unwrap().len(), 12);
+}
+
+/// A creator that expires in 2090, may call from 127.0.0.0/8 at 60 a minute.
+async fn restricted_creator<'a>(app: &'a TestApp, org: &str, root: &Api<'_>) -> Api<'a> {
+    let restricted = root
+        .new_key(
+            json!({"name": "restricted", "scopes": ["api-keys:create", "api-keys:write", "assets:read"],
+                   "expires_at": "2090-01-01T00:00:00Z", "allowed_ips": ["127.0.0.0/8"],
+                   "rate_limit_per_minute": 60}),
+        )
+        .await;
+    app.api(org, restricted["secret"].as_str().unwrap())
+}
+
+/// A child exactly as restricted as [`restricted_creator`].
+fn equal_child() -> Value {
+    json!({"name": "child", "scopes": ["assets:read"],
+           "expires_at": "2090-01-01T00:00:00Z", "allowed_ips": ["127.0.0.1"],
+           "rate_limit_per_minute": 60})
+}
+
+async fn a_restricted_key_creates_only_children_as_restricted_as_itself(backend: Backend) {
+    // Arrange
+    let (app, org, root) = bootstrapped(backend).await;
+    let restricted = restricted_creator(&app, &org, &app.api(&org, &root)).await;
+    let loosen = |field: &str, value: Value| {
+        let mut body = equal_child();
+        match value {
+            Value::Null => {
+                body.as_object_mut().unwrap().remove(field);
+            }
+            v => body[field] = v,
+        }
+        body
+    };
+
+    // Act + Assert: each restriction dropped or loosened is 403 naming the field.
+    for (field, value) in [
+        ("expires_at", Value::Null),
+        ("expires_at", json!("2091-01-01T00:00:00Z")),
+        ("allowed_ips", Value::Null),
+        ("allowed_ips", json!(["127.0.0.1", "192.0.2.0/24"])),
+        ("rate_limit_per_minute", Value::Null),
+        ("rate_limit_per_minute", json!(61)),
+    ] {
+        let refused = restricted.create_key(loosen(field, value.clone())).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::FORBIDDEN,
+            "{field} = {value}: {}",
+            refused.text
+        );
+        assert_eq!(
+            refused.body["code"], "restriction_not_held",
+            "{}",
+            refused.text
+        );
+        assert_eq!(refused.body["field"], field, "{}", refused.text);
+    }
+    let everything_off = restricted
+        .create_key(json!({"name": "free", "scopes": ["assets:read"]}))
+        .await;
+    assert_eq!(
+        everything_off.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        everything_off.text
+    );
+    assert_eq!(everything_off.body["code"], "restriction_not_held");
+
+    // An equally or more restricted child: 201.
+    let equal = restricted.create_key(equal_child()).await;
+    assert_eq!(equal.status, StatusCode::CREATED, "{}", equal.text);
+    let tighter = restricted
+        .create_key(json!({"name": "tighter", "scopes": ["assets:read"],
+                           "expires_at": "2089-01-01T00:00:00Z", "allowed_ips": ["127.0.0.1/32"],
+                           "rate_limit_per_minute": 5}))
+        .await;
+    assert_eq!(tighter.status, StatusCode::CREATED, "{}", tighter.text);
+}
+
+async fn a_restricted_key_loosens_another_key_only_as_far_as_its_own_restrictions(
+    backend: Backend,
+) {
+    // Arrange: a tighter key made by the restricted creator.
+    let (app, org, root_key) = bootstrapped(backend).await;
+    let root = app.api(&org, &root_key);
+    let restricted = restricted_creator(&app, &org, &root).await;
+    let tighter = restricted
+        .new_key(json!({"name": "tighter", "scopes": ["assets:read"],
+                        "expires_at": "2089-01-01T00:00:00Z", "allowed_ips": ["127.0.0.1/32"],
+                        "rate_limit_per_minute": 5}))
+        .await;
+    let tighter = tighter["id"].as_str().unwrap();
+
+    // Act
+    let unlocked = restricted
+        .patch_key(tighter, json!({"allowed_ips": []}))
+        .await;
+    let unexpiring = restricted
+        .patch_key(tighter, json!({"expires_at": null}))
+        .await;
+    let widened = restricted
+        .patch_key(
+            tighter,
+            json!({"allowed_ips": ["127.0.0.0/16"], "expires_at": "2090-01-01T00:00:00Z"}),
+        )
+        .await;
+    let lifted = root
+        .patch_key(tighter, json!({"allowed_ips": [], "expires_at": null}))
+        .await;
+
+    // Assert: beyond its own restriction is 403 naming the field; within it, allowed; a
+    // key without the restriction lifts it.
+    assert_eq!(unlocked.status, StatusCode::FORBIDDEN, "{}", unlocked.text);
+    assert_eq!(unlocked.body["code"], "restriction_not_held");
+    assert_eq!(unlocked.body["field"], "allowed_ips");
+    assert_eq!(
+        unexpiring.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        unexpiring.text
+    );
+    assert_eq!(unexpiring.body["field"], "expires_at");
+    assert_eq!(widened.status, StatusCode::OK, "{}", widened.text);
+    assert_eq!(widened.body["allowed_ips"], json!(["127.0.0.0/16"]));
+    assert_eq!(lifted.status, StatusCode::OK, "{}", lifted.text);
+    assert_eq!(lifted.body["allowed_ips"], json!([]));
+    assert_eq!(lifted.body["expires_at"], Value::Null);
+}
+
+async fn any_revoke_holder_may_revoke_a_stronger_key(backend: Backend) {
+    // Arrange: incident response needs no more than api-keys:revoke.
+    let (app, org, root_key) = bootstrapped(backend).await;
+    let root = app.api(&org, &root_key);
+    let restricted = restricted_creator(&app, &org, &root).await;
+    let child = restricted.new_key(equal_child()).await;
+    let responder = root
+        .new_key(json!({"name": "responder", "scopes": ["api-keys:revoke"]}))
+        .await;
+
+    // Act
+    let revoked = app
+        .api(&org, responder["secret"].as_str().unwrap())
+        .revoke_key(
+            child["id"].as_str().unwrap(),
+            Some(json!({"reason": "incident"})),
+        )
+        .await;
+
+    // Assert
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text);
+    assert_eq!(revoked.body["status"], "revoked");
 }
 
 async fn openapi_and_docs(backend: Backend) {
@@ -711,190 +830,12 @@ async fn openapi_and_docs(backend: Backend) {
 }
 
 /// A management call with `key`, answering (status, body).
-async fn call(req: reqwest::RequestBuilder, key: &str) -> (StatusCode, Value) {
-    let res = req.bearer_auth(key).send().await.unwrap();
-    let status = res.status();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
-
-async fn key_management_policy(backend: Backend) {
-    // Arrange
-    let app = spawn_app(backend).await;
-    let (org, root) = app.bootstrap();
-    let c = &app.client;
-    let url = keys_url(&app, &org);
-    let root_id: Value = c
-        .get(app.url("/whoami"))
-        .bearer_auth(&root)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let root_url = format!("{url}/{}", root_id["id"].as_str().unwrap());
-    let writer = app
-        .create_key(
-            &org,
-            &root,
-            json!({"name": "writer", "scopes": ["api-keys:write"]}),
-        )
-        .await;
-    let writer = writer["secret"].as_str().unwrap();
-
-    // An api-keys:write-only key cannot narrow or IP-lock the root key: 403.
-    let (status, narrow) = call(
-        c.patch(&root_url)
-            .json(&json!({"scopes": ["api-keys:write"]})),
-        writer,
-    )
-    .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{narrow}");
-    assert_eq!(narrow["code"], "key_not_subordinate");
-    assert!(narrow["scope"].is_string(), "{narrow}");
-    let (status, lock) = call(
-        c.patch(&root_url)
-            .json(&json!({"allowed_ips": ["203.0.113.7"]})),
-        writer,
-    )
-    .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{lock}");
-    assert_eq!(lock["code"], "key_not_subordinate");
-    let (_, root_now) = call(c.get(&root_url), &root).await;
-    assert_eq!(root_now["allowed_ips"], json!([]));
-    assert_eq!(root_now["scopes"].as_array().unwrap().len(), 12);
-    // Nor rotate it (rotation needs api-keys:create, and then the subset rule).
-    let creator = app
-        .create_key(
-            &org,
-            &root,
-            json!({"name": "creator", "scopes": ["api-keys:create"]}),
-        )
-        .await;
-    let (status, rotate) = call(
-        c.post(format!("{root_url}/rotate")),
-        creator["secret"].as_str().unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{rotate}");
-    assert_eq!(rotate["code"], "key_not_subordinate");
-
-    // A restricted key cannot create an unrestricted child: 403 naming the field.
-    let restricted = app
-        .create_key(
-            &org,
-            &root,
-            json!({"name": "restricted", "scopes": ["api-keys:create", "api-keys:write", "assets:read"],
-                   "expires_at": "2090-01-01T00:00:00Z", "allowed_ips": ["127.0.0.0/8"],
-                   "rate_limit_per_minute": 60}),
-        )
-        .await;
-    let restricted = restricted["secret"].as_str().unwrap();
-    let child = json!({"name": "child", "scopes": ["assets:read"],
-                       "expires_at": "2090-01-01T00:00:00Z", "allowed_ips": ["127.0.0.1"],
-                       "rate_limit_per_minute": 60});
-    let loosen = |field: &str, value: Value| {
-        let mut body = child.clone();
-        match value {
-            Value::Null => {
-                body.as_object_mut().unwrap().remove(field);
-            }
-            v => body[field] = v,
-        }
-        body
-    };
-    for (field, value) in [
-        ("expires_at", Value::Null),
-        ("expires_at", json!("2091-01-01T00:00:00Z")),
-        ("allowed_ips", Value::Null),
-        ("allowed_ips", json!(["127.0.0.1", "192.0.2.0/24"])),
-        ("rate_limit_per_minute", Value::Null),
-        ("rate_limit_per_minute", json!(61)),
-    ] {
-        let (status, problem) =
-            call(c.post(&url).json(&loosen(field, value.clone())), restricted).await;
-        assert_eq!(
-            status,
-            StatusCode::FORBIDDEN,
-            "{field} = {value}: {problem}"
-        );
-        assert_eq!(problem["code"], "restriction_not_held", "{problem}");
-        assert_eq!(problem["field"], field, "{problem}");
-    }
-    let everything_off = json!({"name": "free", "scopes": ["assets:read"]});
-    let (status, problem) = call(c.post(&url).json(&everything_off), restricted).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
-    assert_eq!(problem["code"], "restriction_not_held");
-
-    // A restricted creator can create an equally or more restricted child: 201.
-    let (status, equal) = call(c.post(&url).json(&child), restricted).await;
-    assert_eq!(status, StatusCode::CREATED, "{equal}");
-    let tighter = json!({"name": "tighter", "scopes": ["assets:read"],
-                         "expires_at": "2089-01-01T00:00:00Z", "allowed_ips": ["127.0.0.1/32"],
-                         "rate_limit_per_minute": 5});
-    let (status, tighter) = call(c.post(&url).json(&tighter), restricted).await;
-    assert_eq!(status, StatusCode::CREATED, "{tighter}");
-    let tighter_url = format!("{url}/{}", tighter["id"].as_str().unwrap());
-
-    // Loosening another key needs a key without that restriction.
-    let (status, problem) = call(
-        c.patch(&tighter_url).json(&json!({"allowed_ips": []})),
-        restricted,
-    )
-    .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
-    assert_eq!(problem["code"], "restriction_not_held");
-    assert_eq!(problem["field"], "allowed_ips");
-    let (status, problem) = call(
-        c.patch(&tighter_url).json(&json!({"expires_at": null})),
-        restricted,
-    )
-    .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
-    assert_eq!(problem["field"], "expires_at");
-    // ... as far as the actor's own restriction still bounds the result: allowed.
-    let (status, widened) = call(
-        c.patch(&tighter_url)
-            .json(&json!({"allowed_ips": ["127.0.0.0/16"], "expires_at": "2090-01-01T00:00:00Z"})),
-        restricted,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{widened}");
-    assert_eq!(widened["allowed_ips"], json!(["127.0.0.0/16"]));
-    let (status, lifted) = call(
-        c.patch(&tighter_url)
-            .json(&json!({"allowed_ips": [], "expires_at": null})),
-        &root,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{lifted}");
-    assert_eq!(lifted["allowed_ips"], json!([]));
-    assert_eq!(lifted["expires_at"], Value::Null);
-
-    // Revoking stays open to any api-keys:revoke holder (incident response), even of a
-    // stronger key.
-    let responder = app
-        .create_key(
-            &org,
-            &root,
-            json!({"name": "responder", "scopes": ["api-keys:revoke"]}),
-        )
-        .await;
-    let (status, revoked) = call(
-        c.post(format!("{url}/{}/revoke", equal["id"].as_str().unwrap()))
-            .json(&json!({"reason": "incident"})),
-        responder["secret"].as_str().unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{revoked}");
-    assert_eq!(revoked["status"], "revoked");
-}
 
 async fn prefixes_tell_keys_apart(backend: Backend) {
     // Arrange
     let app = spawn_app(backend).await;
     let (org, root) = app.bootstrap();
-    let url = keys_url(&app, &org);
+    let url = app.url(&format!("/organizations/{org}/api-keys"));
 
     // Act: the issue's reproduction, 12 creates at once (they gave 3 duplicates).
     let creates = (0..12).map(|i| {
@@ -1003,40 +944,97 @@ async fn prefixes_tell_keys_apart(backend: Backend) {
     assert_eq!(events["items"][0]["data"]["prefix"], prefix, "events");
 }
 
-#[tokio::test]
-async fn seeds_flow_on_sqlite() {
-    the_seeds_flow(Backend::Sqlite).await;
+// The values a revoke or a rotate sets are checked by the domain's value objects
+// (`RevocationReason`, `GracePeriod`) before anything is loaded: 422 naming the field.
+
+/// A new key's id.
+async fn a_key(root: &Api<'_>, name: &str) -> String {
+    root.new_key(json!({"name": name})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test]
-async fn seeds_flow_on_postgres() {
-    if postgres_url().is_some() {
-        the_seeds_flow(Backend::Postgres).await;
+async fn a_revocation_reason_is_measured_after_trimming_on_sqlite() {
+    // Arrange
+    let (app, org, root) = bootstrapped(Backend::Sqlite).await;
+    let root = app.api(&org, &root);
+    let padded = a_key(&root, "padded").await;
+    let long = a_key(&root, "long").await;
+    let reason = "x".repeat(500);
+
+    // Act
+    let padded = root
+        .revoke_key(&padded, Some(json!({"reason": format!("  {reason}\n")})))
+        .await;
+    let long = root
+        .revoke_key(&long, Some(json!({"reason": format!("{reason}x")})))
+        .await;
+
+    // Assert: 500 characters once trimmed are accepted; 501 are not.
+    assert_eq!(padded.status, StatusCode::OK, "{}", padded.text);
+    assert_eq!(padded.body["status"], "revoked");
+    assert_eq!(
+        long.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        long.text
+    );
+    assert_eq!(long.body["field"], "reason");
+    assert_eq!(long.body["code"], "validation_failed");
+}
+
+#[tokio::test]
+async fn a_reason_with_a_nul_is_refused_even_for_a_revoked_key_on_sqlite() {
+    // Arrange
+    let (app, org, root) = bootstrapped(Backend::Sqlite).await;
+    let root = app.api(&org, &root);
+    let key = a_key(&root, "gone").await;
+    assert_eq!(root.revoke_key(&key, None).await.status, StatusCode::OK);
+
+    // Act
+    let refused = root
+        .revoke_key(&key, Some(json!({"reason": "again\u{0}"})))
+        .await;
+
+    // Assert
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.text
+    );
+    assert_eq!(refused.body["field"], "reason");
+}
+
+#[tokio::test]
+async fn a_grace_period_outside_thirty_days_is_named_on_sqlite() {
+    // Arrange
+    let (app, org, root) = bootstrapped(Backend::Sqlite).await;
+    let root = app.api(&org, &root);
+    let key = a_key(&root, "to rotate").await;
+
+    for grace in [-1, 2_592_001, i64::MAX] {
+        // Act
+        let refused = root
+            .rotate_key(&key, Some(json!({"grace_period_seconds": grace})))
+            .await;
+
+        // Assert
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{grace}: {}",
+            refused.text
+        );
+        assert_eq!(refused.body["field"], "grace_period_seconds", "{grace}");
     }
-}
-
-#[tokio::test]
-async fn bad_input_on_sqlite() {
-    bad_input_is_named(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn bad_input_on_postgres() {
-    if postgres_url().is_some() {
-        bad_input_is_named(Backend::Postgres).await;
-    }
-}
-
-#[tokio::test]
-async fn idempotency_tenancy_and_plans_on_sqlite() {
-    idempotency_tenancy_and_plans(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn idempotency_tenancy_and_plans_on_postgres() {
-    if postgres_url().is_some() {
-        idempotency_tenancy_and_plans(Backend::Postgres).await;
-    }
+    // The longest grace period is accepted.
+    let rotated = root
+        .rotate_key(&key, Some(json!({"grace_period_seconds": 2_592_000})))
+        .await;
+    assert_eq!(rotated.status, StatusCode::CREATED, "{}", rotated.text);
 }
 
 #[tokio::test]
@@ -1044,131 +1042,25 @@ async fn openapi_and_docs_on_sqlite() {
     openapi_and_docs(Backend::Sqlite).await;
 }
 
-#[tokio::test]
-async fn key_management_policy_on_sqlite() {
-    key_management_policy(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn key_management_policy_on_postgres() {
-    if postgres_url().is_some() {
-        key_management_policy(Backend::Postgres).await;
-    }
-}
-
-#[tokio::test]
-async fn prefixes_tell_keys_apart_on_sqlite() {
-    prefixes_tell_keys_apart(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn prefixes_tell_keys_apart_on_postgres() {
-    if postgres_url().is_some() {
-        prefixes_tell_keys_apart(Backend::Postgres).await;
-    }
-}
-
-// The values a revoke or a rotate sets are checked by the domain's value objects
-// (`RevocationReason`, `GracePeriod`) before anything is loaded: 422 naming the field.
-
-/// A fresh app with its bootstrap organisation and root key.
-async fn bootstrapped(backend: Backend) -> (TestApp, String, String) {
-    let app = spawn_app(backend).await;
-    let (org, root) = app.bootstrap();
-    (app, org, root)
-}
-
-/// A new key's URL.
-async fn a_key(app: &TestApp, org: &str, root: &str, name: &str) -> String {
-    let created = app.create_key(org, root, json!({"name": name})).await;
-    format!("{}/{}", keys_url(app, org), created["id"].as_str().unwrap())
-}
-
-#[tokio::test]
-async fn a_revocation_reason_is_measured_after_trimming_on_sqlite() {
-    // Arrange
-    let (app, org, root) = bootstrapped(Backend::Sqlite).await;
-    let padded = a_key(&app, &org, &root, "padded").await;
-    let long = a_key(&app, &org, &root, "long").await;
-    let reason = "x".repeat(500);
-
-    // Act
-    let (padded_status, padded_body) = call(
-        app.client
-            .post(format!("{padded}/revoke"))
-            .json(&json!({"reason": format!("  {reason}\n")})),
-        &root,
-    )
-    .await;
-    let (long_status, long_body) = call(
-        app.client
-            .post(format!("{long}/revoke"))
-            .json(&json!({"reason": format!("{reason}x")})),
-        &root,
-    )
-    .await;
-
-    // Assert: 500 characters once trimmed are accepted; 501 are not.
-    assert_eq!(padded_status, StatusCode::OK, "{padded_body}");
-    assert_eq!(padded_body["status"], "revoked");
-    assert_eq!(long_status, StatusCode::UNPROCESSABLE_ENTITY, "{long_body}");
-    assert_eq!(long_body["field"], "reason");
-    assert_eq!(long_body["code"], "validation_failed");
-}
-
-#[tokio::test]
-async fn a_reason_with_a_nul_is_refused_even_for_a_revoked_key_on_sqlite() {
-    // Arrange
-    let (app, org, root) = bootstrapped(Backend::Sqlite).await;
-    let key = a_key(&app, &org, &root, "gone").await;
-    let (status, _) = call(app.client.post(format!("{key}/revoke")), &root).await;
-    assert_eq!(status, StatusCode::OK);
-
-    // Act
-    let (status, problem) = call(
-        app.client
-            .post(format!("{key}/revoke"))
-            .json(&json!({"reason": "again\u{0}"})),
-        &root,
-    )
-    .await;
-
-    // Assert
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
-    assert_eq!(problem["field"], "reason");
-}
-
-#[tokio::test]
-async fn a_grace_period_outside_thirty_days_is_named_on_sqlite() {
-    // Arrange
-    let (app, org, root) = bootstrapped(Backend::Sqlite).await;
-    let key = a_key(&app, &org, &root, "to rotate").await;
-
-    for grace in [-1, 2_592_001, i64::MAX] {
-        // Act
-        let (status, problem) = call(
-            app.client
-                .post(format!("{key}/rotate"))
-                .json(&json!({"grace_period_seconds": grace})),
-            &root,
-        )
-        .await;
-
-        // Assert
-        assert_eq!(
-            status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{grace}: {problem}"
-        );
-        assert_eq!(problem["field"], "grace_period_seconds", "{grace}");
-    }
-    // The longest grace period is accepted.
-    let (status, rotated) = call(
-        app.client
-            .post(format!("{key}/rotate"))
-            .json(&json!({"grace_period_seconds": 2_592_000})),
-        &root,
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{rotated}");
-}
+test_support::backend_tests!(
+    a_created_key_shows_its_secret_once_and_is_listed_with_the_contracts_fields,
+    a_change_with_the_current_etag_applies_and_a_stale_one_is_412,
+    a_key_without_an_api_keys_scope_cannot_manage_keys,
+    a_revoked_key_is_refused_at_once_and_revoking_again_changes_nothing,
+    during_the_grace_period_a_rotated_key_and_its_successor_both_work,
+    a_rotation_without_grace_stops_the_old_key_at_once,
+    a_bad_create_body_is_a_422_naming_the_field_and_cidrs_of_both_families_are_accepted,
+    malformed_json_is_400_a_huge_body_413_and_a_body_that_is_not_json_415,
+    a_list_limit_status_or_cursor_out_of_range_is_422,
+    pages_of_the_key_list_cover_every_key_once,
+    a_reused_idempotency_key_replays_the_response_once_and_refuses_another_body,
+    a_key_cannot_grant_a_scope_it_does_not_hold_but_may_rotate_a_key_within_its_own,
+    another_organizations_keys_are_not_found,
+    the_key_limit_holds_under_thirty_concurrent_creates_and_a_revoked_key_frees_a_slot,
+    a_starter_organization_cannot_create_keys,
+    a_write_only_key_cannot_narrow_ip_lock_or_rotate_the_root_key,
+    a_restricted_key_creates_only_children_as_restricted_as_itself,
+    a_restricted_key_loosens_another_key_only_as_far_as_its_own_restrictions,
+    any_revoke_holder_may_revoke_a_stronger_key,
+    prefixes_tell_keys_apart,
+);

@@ -1,10 +1,11 @@
 //! Platform endpoints on both back ends.
 
-use crate::helpers::{Backend, postgres_url, spawn_app};
+use crate::helpers::{Backend, TestDb, spawn_app_on, spawn_node};
 
-async fn it_should_answer_health_and_readiness(backend: Backend) {
+/// On a first start (an empty database: the node migrates it).
+async fn health_and_readiness_answer_on_a_first_start(backend: Backend) {
     // Arrange
-    let app = spawn_app(backend).await;
+    let app = spawn_app_on(TestDb::empty(backend).await, &[]);
 
     // Act
     let health = app.client.get(app.url("/healthz")).send().await.unwrap();
@@ -18,60 +19,41 @@ async fn it_should_answer_health_and_readiness(backend: Backend) {
     assert_eq!(body["read_models"], "up");
 }
 
-#[tokio::test]
-async fn health_and_readiness_on_sqlite() {
-    it_should_answer_health_and_readiness(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn health_and_readiness_on_postgres() {
-    if postgres_url().is_none() {
-        return;
-    }
-    it_should_answer_health_and_readiness(Backend::Postgres).await;
-}
+test_support::backend_tests!(health_and_readiness_answer_on_a_first_start);
 
 /// Two nodes started at once on an empty Postgres create one organisation, not two.
 #[tokio::test]
 async fn two_first_starts_bootstrap_once_on_postgres() {
-    let Some(admin) = postgres_url() else {
+    if Backend::Postgres.skipped() {
         return;
-    };
-    // Arrange: an empty database, two nodes racing.
-    let (url, name) = crate::helpers::fresh_postgres_database(&admin).await;
+    }
+    // Arrange: an empty database (not even migrated), two nodes racing.
+    let db = TestDb::empty(Backend::Postgres).await;
     let (a, b) = tokio::join!(
         tokio::task::spawn_blocking({
-            let url = url.clone();
-            move || crate::helpers::spawn_node(&url, &[])
+            let url = db.url().to_owned();
+            move || spawn_node(&url, &[])
         }),
         tokio::task::spawn_blocking({
-            let url = url.clone();
-            move || crate::helpers::spawn_node(&url, &[])
+            let url = db.url().to_owned();
+            move || spawn_node(&url, &[])
         }),
     );
     let (a, b) = (a.unwrap(), b.unwrap());
 
     // Assert: one OrganizationCreated in the store, one root key printed.
-    let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    let orgs: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'OrganizationCreated'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let orgs = test_support::sql::scalar(
+        db.url(),
+        "SELECT count(*) FROM events WHERE event_type = $1",
+        "OrganizationCreated",
+    )
+    .await;
     assert_eq!(orgs, 1);
     let printed = [a.output_text(), b.output_text()]
         .iter()
         .filter(|t| t.contains("store it now"))
         .count();
     assert_eq!(printed, 1);
-    drop((a, b));
-    pool.close().await;
-    let admin_pool = sqlx::PgPool::connect(&admin).await.unwrap();
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&admin_pool)
-    .await;
 }
 
 /// Bad configuration stops start-up with one line naming the variable.

@@ -12,7 +12,7 @@ use std::process::Command;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, postgres_url, spawn_app, spawn_node};
+use crate::helpers::{Backend, TestApp, spawn_app, spawn_node};
 
 /// Runs the CLI and returns (success, stdout, stderr), whatever the exit code.
 fn cli_status(app: &TestApp, args: &[&str]) -> (bool, String, String) {
@@ -399,7 +399,7 @@ async fn given_rows_edited_with_sql_on_sqlite_a_fresh_node_refuses_and_marks_the
 
 #[tokio::test]
 async fn given_rows_edited_with_sql_on_postgres_a_fresh_node_refuses_and_marks_them() {
-    if postgres_url().is_some() {
+    if !Backend::Postgres.skipped() {
         tampered_rows_are_refused(Backend::Postgres).await;
     }
 }

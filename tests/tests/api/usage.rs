@@ -5,40 +5,19 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, postgres_url, spawn_app};
+use crate::helpers::{Backend, TestApp, spawn_app};
 
+/// `GET path` with `token`: (status, body).
 async fn get(app: &TestApp, token: &str, path: &str) -> (StatusCode, Value) {
-    let res = app
-        .client
-        .get(app.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status();
-    let body = res.json().await.unwrap_or(Value::Null);
-    (status, body)
+    let reply = app.get(token, path).await;
+    (reply.status, reply.body)
 }
 
 /// `ApiCallRecorded` events in the store, for one key or (with `None`) every key.
 async fn recorded_calls(app: &TestApp, key_id: Option<&str>) -> i64 {
     let pattern = format!("apikey-usage-{}", key_id.unwrap_or("%"));
     let sql = "SELECT count(*) FROM events WHERE stream LIKE $1 AND event_type = 'ApiCallRecorded'";
-    if app.database_url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-        sqlx::query_scalar(sql)
-            .bind(pattern)
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-    } else {
-        let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
-        sqlx::query_scalar(sql)
-            .bind(pattern)
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-    }
+    test_support::sql::scalar(&app.database_url, sql, &pattern).await
 }
 
 /// `(total, successful, error, rate_limited)`.
@@ -138,15 +117,11 @@ async fn usage_counts_every_call_exactly(backend: Backend) {
     ] {
         assert_eq!(get(&app, token, path).await.0, want, "{path}");
     }
-    let res = app
-        .client
-        .post(app.url(&list))
-        .bearer_auth(token)
-        .json(&json!({"name": "nope"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let refused = app
+        .api(&org, token)
+        .create_key(json!({"name": "nope"}))
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
     for (path, want) in [
         (missing.as_str(), StatusCode::NOT_FOUND),
         ("/whoami", StatusCode::OK),
@@ -264,20 +239,9 @@ async fn usage_parameters_and_tenancy(backend: Backend) {
     // Arrange
     let app = spawn_app(backend).await;
     let (org, root) = app.bootstrap();
-    let other: Value = serde_json::from_str(&app.cli(&[
-        "orgs",
-        "create",
-        "--name",
-        "Other Co",
-        "--plan",
-        "enterprise",
-        "--json",
-    ]))
-    .unwrap();
-    let other_org = other["org_id"].as_str().unwrap();
-    let other_root = other["root_key"].as_str().unwrap();
-    let (_, other_me) = get(&app, other_root, "/whoami").await;
-    let other_key = other_me["id"].as_str().unwrap();
+    let (other_org, other_root, other_key) = app.cli_org("Other Co", "enterprise");
+    let (_, other_me) = get(&app, &other_root, "/whoami").await;
+    assert_eq!(other_me["id"], other_key.as_str());
     let (_, me) = get(&app, &root, "/whoami").await;
     let own = format!(
         "/organizations/{org}/api-keys/{}/usage",
@@ -350,15 +314,7 @@ async fn usage_parameters_and_tenancy(backend: Backend) {
     assert_eq!(problem["scope"], "api-keys:read");
 
     // The endpoints are in the OpenAPI document.
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.anonymous(&org).openapi().await.body;
     for path in [
         "/organizations/{org}/api-keys/{id}/usage",
         "/organizations/{org}/usage",
@@ -371,38 +327,8 @@ async fn usage_parameters_and_tenancy(backend: Backend) {
     }
 }
 
-#[tokio::test]
-async fn whoami_shows_the_calling_key_on_sqlite() {
-    whoami_shows_the_calling_key(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn whoami_shows_the_calling_key_on_postgres() {
-    if postgres_url().is_some() {
-        whoami_shows_the_calling_key(Backend::Postgres).await;
-    }
-}
-
-#[tokio::test]
-async fn usage_counts_every_call_exactly_on_sqlite() {
-    usage_counts_every_call_exactly(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn usage_counts_every_call_exactly_on_postgres() {
-    if postgres_url().is_some() {
-        usage_counts_every_call_exactly(Backend::Postgres).await;
-    }
-}
-
-#[tokio::test]
-async fn usage_parameters_and_tenancy_on_sqlite() {
-    usage_parameters_and_tenancy(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn usage_parameters_and_tenancy_on_postgres() {
-    if postgres_url().is_some() {
-        usage_parameters_and_tenancy(Backend::Postgres).await;
-    }
-}
+test_support::backend_tests!(
+    whoami_shows_the_calling_key,
+    usage_counts_every_call_exactly,
+    usage_parameters_and_tenancy,
+);

@@ -1,16 +1,15 @@
-//! `spawn_app()`: the real binary on port 0 with a fresh database.
+//! `spawn_app()`: the real binary on port 0 with a fresh database of its own
+//! ([`test_support::TestDb`]); [`client`] is the typed client over its HTTP API.
+
+mod client;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Which back end a test app runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub use client::{Api, Reply};
+pub use test_support::{Backend, TestDb};
 
 /// A running `keyledger serve`, killed on drop.
 pub struct TestApp {
@@ -19,9 +18,11 @@ pub struct TestApp {
     pub database_url: String,
     /// Every line the process wrote to stdout and stderr so far.
     pub output: Arc<Mutex<Vec<String>>>,
+    /// Every response body a typed call ([`Api`]) received, in order.
+    replies: Mutex<Vec<String>>,
     child: Child,
-    _dir: Option<tempfile::TempDir>,
-    pg_db: Option<(String, String)>,
+    /// The database, when it is this app's own: dropped after the process is killed.
+    _db: Option<TestDb>,
 }
 
 impl TestApp {
@@ -74,92 +75,33 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        // The process first: then `db` (the database) goes, after every connection to it.
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Some((admin_url, db)) = self.pg_db.take() {
-            // Best effort: a leftover test database is harmless, a hang is not.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async move {
-                    if let Ok(pool) = sqlx::PgPool::connect(&admin_url).await {
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
-                        )))
-                        .execute(&pool)
-                        .await;
-                    }
-                });
-            })
-            .join();
-        }
     }
-}
-
-/// The Postgres server for tests, from `KEYLEDGER_TEST_POSTGRES_URL`; `None` when unset
-/// (the test is then skipped with a note; CI always sets it, and an unreachable server
-/// fails the test).
-pub fn postgres_url() -> Option<String> {
-    match std::env::var("KEYLEDGER_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            eprintln!("KEYLEDGER_TEST_POSTGRES_URL is unset: skipping a Postgres test");
-            None
-        }
-    }
-}
-
-/// Creates a fresh database on the test server and returns its URL and name.
-pub async fn fresh_postgres_database(admin_url: &str) -> (String, String) {
-    let pool = sqlx::PgPool::connect(admin_url)
-        .await
-        .unwrap_or_else(|e| panic!("KEYLEDGER_TEST_POSTGRES_URL is set but unreachable: {e}"));
-    let name = format!("kl_bb_{}", uuid::Uuid::now_v7().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&pool)
-        .await
-        .unwrap();
-    let base = admin_url
-        .rsplit_once('/')
-        .map(|(b, _)| b)
-        .unwrap_or(admin_url);
-    (format!("{base}/{name}"), name)
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, &[]).await
 }
 
-/// Starts the binary with extra environment variables.
+/// Starts the binary with extra environment variables, on a fresh migrated database.
 pub async fn spawn_app_with(backend: Backend, env: &[(&str, &str)]) -> TestApp {
-    let (database_url, dir, pg_db) = match backend {
-        Backend::Sqlite => {
-            let dir = tempfile::tempdir().unwrap();
-            let url = format!("sqlite://{}", dir.path().join("keyledger.db").display());
-            (url, Some(dir), None)
-        }
-        Backend::Postgres => {
-            let admin = postgres_url().expect("Postgres tests need KEYLEDGER_TEST_POSTGRES_URL");
-            let (url, name) = fresh_postgres_database(&admin).await;
-            (url, None, Some((admin, name)))
-        }
-    };
-    start(database_url, dir, pg_db, env)
+    spawn_app_on(TestDb::new(backend).await, env)
+}
+
+/// Starts the binary on `db` (e.g. [`TestDb::empty`] for a first start), which goes with
+/// the app.
+pub fn spawn_app_on(db: TestDb, env: &[(&str, &str)]) -> TestApp {
+    start(db.url().to_owned(), Some(db), env)
 }
 
 /// Starts another node on an existing database (no cleanup of its own).
 pub fn spawn_node(database_url: &str, env: &[(&str, &str)]) -> TestApp {
-    start(database_url.to_owned(), None, None, env)
+    start(database_url.to_owned(), None, env)
 }
 
-fn start(
-    database_url: String,
-    dir: Option<tempfile::TempDir>,
-    pg_db: Option<(String, String)>,
-    env: &[(&str, &str)],
-) -> TestApp {
+fn start(database_url: String, db: Option<TestDb>, env: &[(&str, &str)]) -> TestApp {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyledger-blackbox"));
     cmd.arg("serve")
         .env_clear()
@@ -217,9 +159,9 @@ fn start(
         client: reqwest::Client::new(),
         database_url,
         output,
+        replies: Mutex::new(Vec::new()),
         child,
-        _dir: dir,
-        pg_db,
+        _db: db,
     }
 }
 
@@ -231,16 +173,7 @@ impl TestApp {
         root: &str,
         body: serde_json::Value,
     ) -> serde_json::Value {
-        let res = self
-            .client
-            .post(self.url(&format!("/organizations/{org}/api-keys")))
-            .bearer_auth(root)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), reqwest::StatusCode::CREATED);
-        res.json().await.unwrap()
+        self.api(org, root).new_key(body).await
     }
 
     /// Kills the process with SIGKILL (no shutdown, no drain) and waits for it; the
@@ -288,8 +221,16 @@ impl TestApp {
         }
     }
 
-    /// Runs the CLI against this app's database and returns its stdout.
+    /// Runs the CLI against this app's database and returns its stdout (success asserted).
     pub fn cli(&self, args: &[&str]) -> String {
+        let (ok, stdout, stderr) = self.cli_status(args);
+        assert!(ok, "keyledger {args:?} failed:\n{stderr}");
+        stdout
+    }
+
+    /// Runs the CLI against this app's database: (success, stdout, stderr), whatever the
+    /// exit code. Its output joins the app's.
+    pub fn cli_status(&self, args: &[&str]) -> (bool, String, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_keyledger-blackbox"))
             .args(args)
             .env_clear()
@@ -305,66 +246,37 @@ impl TestApp {
             .lock()
             .unwrap()
             .extend(stdout.lines().chain(stderr.lines()).map(str::to_owned));
-        assert!(out.status.success(), "keyledger {args:?} failed:\n{stderr}");
-        stdout
+        (out.status.success(), stdout, stderr)
+    }
+
+    /// Another organisation, made by the CLI (`orgs create --json`): (id, root key, root
+    /// key id).
+    pub fn cli_org(&self, name: &str, plan: &str) -> (String, String, String) {
+        let out = self.cli(&["orgs", "create", "--name", name, "--plan", plan, "--json"]);
+        let org: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        let field = |f: &str| org[f].as_str().unwrap().to_owned();
+        (field("org_id"), field("root_key"), field("root_key_id"))
+    }
+
+    /// Runs one SQL statement on this app's database, behind its back; the rows changed.
+    pub async fn sql(&self, sql: &str) -> u64 {
+        test_support::sql::execute(&self.database_url, sql).await
+    }
+
+    /// How many events the stream `apikey-usage-<key_id>` holds (straight from the store).
+    pub async fn usage_events(&self, key_id: &str) -> i64 {
+        let sql = "SELECT count(*) FROM events WHERE stream = $1";
+        let stream = format!("apikey-usage-{key_id}");
+        test_support::sql::scalar(&self.database_url, sql, &stream).await
     }
 
     /// Every value in every row of every table of this app's database, as text.
     pub async fn dump_database(&self) -> String {
-        use sqlx::{Column, Row};
-        let mut all = String::new();
-        if self.database_url.starts_with("sqlite:") {
-            let pool = sqlx::SqlitePool::connect(&self.database_url).await.unwrap();
-            let tables: Vec<String> =
-                sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
-                    .fetch_all(&pool)
-                    .await
-                    .unwrap();
-            for t in tables {
-                let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM \"{t}\"")))
-                    .fetch_all(&pool)
-                    .await
-                    .unwrap();
-                for row in rows {
-                    all.push_str(&t);
-                    all.push(':');
-                    for (i, col) in row.columns().iter().enumerate() {
-                        let text = row
-                            .try_get::<Option<String>, _>(i)
-                            .map(|v| v.unwrap_or_default())
-                            .or_else(|_| row.try_get::<Option<i64>, _>(i).map(|v| format!("{v:?}")))
-                            .or_else(|_| row.try_get::<Option<f64>, _>(i).map(|v| format!("{v:?}")))
-                            .or_else(|_| {
-                                row.try_get::<Option<Vec<u8>>, _>(i).map(|v| {
-                                    String::from_utf8_lossy(&v.unwrap_or_default()).into_owned()
-                                })
-                            })
-                            .unwrap_or_default();
-                        all.push_str(&format!(" {}={text}", col.name()));
-                    }
-                    all.push('\n');
-                }
-            }
-        } else {
-            let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
-            let tables: Vec<String> = sqlx::query_scalar(
-                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
-            )
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-            for t in tables {
-                let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "SELECT row_to_json(t)::text FROM \"{t}\" t"
-                )))
-                .fetch_all(&pool)
-                .await
-                .unwrap();
-                for r in rows {
-                    all.push_str(&format!("{t}: {r}\n"));
-                }
-            }
-        }
-        all
+        test_support::sql::dump(&self.database_url).await
+    }
+
+    /// Every response body a typed call ([`Api`]) to this app received so far.
+    pub fn replies(&self) -> Vec<String> {
+        self.replies.lock().unwrap().clone()
     }
 }
