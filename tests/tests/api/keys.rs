@@ -829,8 +829,6 @@ async fn openapi_and_docs(backend: Backend) {
     }
 }
 
-/// A management call with `key`, answering (status, body).
-
 async fn prefixes_tell_keys_apart(backend: Backend) {
     // Arrange
     let app = spawn_app(backend).await;

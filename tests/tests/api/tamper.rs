@@ -7,49 +7,14 @@
 //! KEY` and `/events` mark the event; the metric counts; one ERROR line per break; and
 //! the untouched and the legacy keys keep working.
 
-use std::process::Command;
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, spawn_app, spawn_node};
 
-/// Runs the CLI and returns (success, stdout, stderr), whatever the exit code.
-fn cli_status(app: &TestApp, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_keyledger-blackbox"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("KEYLEDGER_DATABASE_URL", &app.database_url)
-        .env("USER", "tester")
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run the CLI");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
+/// Runs `sql` behind the store's back and checks that it changed something.
 async fn run_sql(app: &TestApp, sql: &str) {
-    if app.database_url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-        let done = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-            .execute(&pool)
-            .await
-            .unwrap();
-        assert!(done.rows_affected() > 0, "{sql} changed nothing");
-        pool.close().await;
-    } else {
-        let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
-        let done = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-            .execute(&pool)
-            .await
-            .unwrap();
-        assert!(done.rows_affected() > 0, "{sql} changed nothing");
-        pool.close().await;
-    }
+    assert!(app.sql(sql).await > 0, "{sql} changed nothing");
 }
 
 /// `SET data = <data with field set to the JSON value>` in the back end's dialect.
@@ -77,19 +42,9 @@ async fn call(
     key: &str,
     body: Option<Value>,
 ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-    let mut req = app.client.request(method, app.url(path)).bearer_auth(key);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let text = res.text().await.unwrap();
-    (
-        status,
-        headers,
-        serde_json::from_str(&text).unwrap_or(Value::Null),
-    )
+    // The paths here name their organisation themselves.
+    let reply = app.api("", key).call(method, path, body).await;
+    (reply.status, reply.headers, reply.body)
 }
 
 /// The text without terminal colour codes (`ESC [ ... m`).
@@ -122,7 +77,7 @@ async fn wait_ready(app: &TestApp) {
     panic!("node not ready:\n{}", app.output_text());
 }
 
-async fn tampered_rows_are_refused(backend: Backend) {
+async fn given_rows_edited_with_sql_a_fresh_node_refuses_and_marks_them(backend: Backend) {
     // Arrange: a key that may only read work orders, an untouched key, a key whose
     // events lose their hashes (as if written before the chain existed), and a second
     // organisation whose stream will be edited.
@@ -153,20 +108,7 @@ async fn tampered_rows_are_refused(backend: Backend) {
             json!({"name": "legacy", "scopes": ["work-orders:read"]}),
         )
         .await;
-    let other: Value = serde_json::from_str(&first.cli(&[
-        "orgs",
-        "create",
-        "--name",
-        "other",
-        "--plan",
-        "enterprise",
-        "--json",
-    ]))
-    .unwrap();
-    let (other_org, other_root) = (
-        other["org_id"].as_str().unwrap().to_owned(),
-        other["root_key"].as_str().unwrap().to_owned(),
-    );
+    let (other_org, other_root, _) = first.cli_org("other", "enterprise");
     let orders = format!("/organizations/{org}/work-orders");
     let (status, _, _) = call(
         &first,
@@ -290,15 +232,7 @@ async fn tampered_rows_are_refused(backend: Backend) {
 
     // The metric counts, and one ERROR line names the stream and version, however many
     // times the key was presented.
-    let metrics = node
-        .client
-        .get(node.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = node.metrics_text().await;
     let counted: f64 = metrics
         .lines()
         .filter(|l| {
@@ -327,7 +261,7 @@ async fn tampered_rows_are_refused(backend: Backend) {
     assert!(errors[0].contains("stream_version=1"), "{}", errors[0]);
 
     // The read model: rebuilt from the store, the key is marked, not silently copied.
-    let (ok, out, err) = cli_status(&node, &["projections", "rebuild"]);
+    let (ok, out, err) = node.cli_status(&["projections", "rebuild"]);
     assert!(ok, "{out}{err}");
     let (status, _, details) = call(&node, reqwest::Method::GET, &key_path, &root, None).await;
     assert_eq!(status, StatusCode::OK, "{details}");
@@ -355,17 +289,14 @@ async fn tampered_rows_are_refused(backend: Backend) {
     assert_eq!(integrity_of(legacy_id), "unverifiable");
 
     // Audit replay marks the event: the CLI (text and JSON, exit non-zero) and /events.
-    let (ok, out, err) = cli_status(&node, &["audit", &reader_id]);
+    let (ok, out, err) = node.cli_status(&["audit", &reader_id]);
     assert!(!ok, "a broken history fails the command: {out}");
     assert!(out.contains("INTEGRITY BROKEN at version 1"), "{out}");
     assert!(err.contains("hash chain broken"), "{err}");
-    let (_, out, _) = cli_status(&node, &["audit", &reader_id, "--json"]);
+    let (_, out, _) = node.cli_status(&["audit", &reader_id, "--json"]);
     let first_line: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!(first_line["integrity"], "broken", "{out}");
-    let (_, out, _) = cli_status(
-        &node,
-        &["audit", untouched["id"].as_str().unwrap(), "--json"],
-    );
+    let (_, out, _) = node.cli_status(&["audit", untouched["id"].as_str().unwrap(), "--json"]);
     assert!(!out.contains("integrity"), "{out}");
     let (status, _, events) = call(
         &node,
@@ -392,14 +323,4 @@ async fn tampered_rows_are_refused(backend: Backend) {
     drop(node);
 }
 
-#[tokio::test]
-async fn given_rows_edited_with_sql_on_sqlite_a_fresh_node_refuses_and_marks_them() {
-    tampered_rows_are_refused(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn given_rows_edited_with_sql_on_postgres_a_fresh_node_refuses_and_marks_them() {
-    if !Backend::Postgres.skipped() {
-        tampered_rows_are_refused(Backend::Postgres).await;
-    }
-}
+test_support::backend_tests!(given_rows_edited_with_sql_a_fresh_node_refuses_and_marks_them,);

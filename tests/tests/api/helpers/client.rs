@@ -180,18 +180,6 @@ impl Api<'_> {
             .await
     }
 
-    /// `GET /organizations/{org}/api-keys/{id}/usage{query}`.
-    pub async fn key_usage(&self, id: &str, query: &str) -> Reply {
-        self.get(&format!("{}/usage{query}", self.key_path(id)))
-            .await
-    }
-
-    /// `GET /organizations/{org}/usage{query}`.
-    pub async fn org_usage(&self, query: &str) -> Reply {
-        self.get(&format!("/organizations/{}/usage{query}", self.org))
-            .await
-    }
-
     /// `GET /whoami`.
     pub async fn whoami(&self) -> Reply {
         self.get("/whoami").await
