@@ -309,15 +309,14 @@ async fn build_postgres_template() -> String {
     if !exists {
         // A build that died half-way left `<template>_building`: start again.
         let building = format!("{template}_building");
-        for sql in [
-            format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"),
-            format!("CREATE DATABASE {building}"),
-        ] {
-            admin
-                .execute(sqlx::AssertSqlSafe(sql))
-                .await
-                .unwrap_or_else(|e| panic!("cannot create the template: {e}"));
-        }
+        run(
+            &mut admin,
+            [
+                format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"),
+                format!("CREATE DATABASE {building}"),
+            ],
+        )
+        .await;
         let pool = PgPoolOptions::new()
             .max_connections(1)
             .connect(&postgres_database_url(&building))
@@ -325,19 +324,28 @@ async fn build_postgres_template() -> String {
             .unwrap_or_else(|e| panic!("cannot connect to the template: {e}"));
         migrate(Backend::Postgres, &pool).await;
         pool.close().await;
-        for sql in [
-            format!("ALTER DATABASE {building} RENAME TO {template}"),
-            format!("ALTER DATABASE {template} WITH ALLOW_CONNECTIONS false"),
-        ] {
-            admin
-                .execute(sqlx::AssertSqlSafe(sql))
-                .await
-                .unwrap_or_else(|e| panic!("cannot finish the template: {e}"));
-        }
+        run(
+            &mut admin,
+            [
+                format!("ALTER DATABASE {building} RENAME TO {template}"),
+                format!("ALTER DATABASE {template} WITH ALLOW_CONNECTIONS false"),
+            ],
+        )
+        .await;
     }
     // Closing the session releases the advisory lock.
     let _ = admin.close().await;
     template
+}
+
+/// Runs each statement on the admin connection (a template build step).
+async fn run(admin: &mut PgConnection, statements: [String; 2]) {
+    for sql in statements {
+        admin
+            .execute(sqlx::AssertSqlSafe(sql.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("building the template: {sql}: {e}"));
+    }
 }
 
 #[cfg(test)]

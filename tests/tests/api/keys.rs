@@ -794,15 +794,7 @@ async fn any_revoke_holder_may_revoke_a_stronger_key(backend: Backend) {
 
 async fn openapi_and_docs(backend: Backend) {
     let app = spawn_app(backend).await;
-    let spec: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec = app.anonymous("").openapi().await.body;
     assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
     assert!(spec["paths"]["/organizations/{org}/api-keys"]["post"].is_object());
     assert!(spec["paths"]["/organizations/{org}/api-keys/{id}/rotate"]["post"].is_object());
@@ -867,16 +859,7 @@ async fn prefixes_tell_keys_apart(backend: Backend) {
     // list holds all twelve (the SQLite projectors can retry on a busy database under load).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let list: Value = loop {
-        let list: Value = app
-            .client
-            .get(format!("{url}?limit=100"))
-            .bearer_auth(&root)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list = app.api(&org, &root).list_keys("?limit=100").await.body;
         let items = list["items"].as_array().map_or(0, Vec::len);
         // The twelve and the root key.
         if items > created.len() || std::time::Instant::now() > deadline {
