@@ -55,7 +55,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 /// Deserialises an already-parsed JSON value into `T`, naming the field on error (422).
+///
+/// Every request body of this API is a JSON object: anything else is a 422 naming `body`.
+/// (serde would otherwise read a struct from an array of its fields in order, so that
+/// `[null, null]` passed for an empty change.)
 pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::field("body", "must be a JSON object"));
+    }
     serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
         let message = err.inner().to_string();
@@ -118,6 +125,16 @@ mod tests {
     #[test]
     fn it_should_name_a_missing_field() {
         assert_eq!(field_of(r#"{}"#), "name");
+    }
+
+    #[test]
+    fn it_should_refuse_a_body_that_is_not_an_object_naming_the_body() {
+        for json in [r#"["a", null, null]"#, "null", "3", r#""a""#] {
+            match parse_json::<Body>(json.as_bytes()) {
+                Err(ApiError::Validation(errors)) => assert_eq!(errors[0].field, "body", "{json}"),
+                other => panic!("{json}: expected a 422, got {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -56,6 +56,7 @@ use crate::routes::{keys, platform, usage};
         keys::KeyStatusName,
         keys::EnvironmentName,
         usage::GranularityName,
+        crate::routes::audit::IncludeName,
         keys::CreateKeyRequest,
         keys::UpdateKeyRequest,
         keys::RevokeKeyRequest,

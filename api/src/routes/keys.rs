@@ -625,15 +625,16 @@ pub async fn list_keys(
 ) -> Result<Json<KeyPage>, ApiError> {
     let org_id = principal.require_org(&org)?;
     let Query(query) = query.map_err(|e| ApiError::field("query", e.body_text()))?;
+    // Present but empty is not a value (the document says enum / integer): 422.
     let status =
         match query.status.as_deref() {
-            None | Some("") => None,
+            None => None,
             Some(raw) => Some(raw.parse::<KeyStatus>().map_err(|_| {
                 ApiError::field("status", "must be one of active, revoked, expired")
             })?),
         };
     let limit = match query.limit.as_deref() {
-        None | Some("") => 50,
+        None => 50,
         Some(raw) => match raw.parse::<u32>() {
             Ok(n) if (1..=100).contains(&n) => n,
             _ => return Err(ApiError::field("limit", "must be an integer from 1 to 100")),

@@ -256,7 +256,7 @@ impl Window {
     }
 }
 
-fn parse_time(field: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
+pub(crate) fn parse_time(field: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
     // An unencoded `+` in a query string arrives as a space: take it back.
     let raw = raw.trim().replace(' ', "+");
     DateTime::parse_from_rfc3339(&raw)

@@ -11,7 +11,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use projections::Backend;
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use utoipa::ToSchema;
@@ -182,16 +181,10 @@ pub async fn create_asset(
         created_at: now.clone(),
         created_by: principal.actor(),
     };
-    // The location (if named) and the asset are written together or not at all. On
-    // SQLite the transaction takes the write lock up front (waiting for it under the busy
-    // timeout): a deferred one would fail at once with "database is locked" if another
-    // writer (the event store, a projector) committed after its first read.
+    // The location (if named) and the asset are written together or not at all (on
+    // SQLite the transaction takes the write lock up front: see `begin_write`).
     let db = &state.0.read_db;
-    let mut tx = match db.backend() {
-        Backend::Sqlite => db.pool().begin_with("BEGIN IMMEDIATE").await,
-        Backend::Postgres => db.pool().begin().await,
-    }
-    .map_err(db_error)?;
+    let mut tx = db.begin_write().await.map_err(db_error)?;
     asset.location_id = match place {
         Place::Nowhere => None,
         Place::Existing(id) => {

@@ -148,8 +148,9 @@ impl PageRequest {
     /// `limit` 1 to 100 (default 50) and a cursor made by this list: else 422 naming
     /// `limit` or `cursor`.
     fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<Self, ApiError> {
+        // Present but empty is not a value (the document says integer): 422.
         let limit = match limit {
-            None | Some("") => DEFAULT_LIMIT,
+            None => DEFAULT_LIMIT,
             Some(raw) => match raw.parse::<u32>() {
                 Ok(n) if valid_limit(n) => n,
                 _ => return Err(ApiError::field("limit", "must be an integer from 1 to 100")),
@@ -229,7 +230,7 @@ mod tests {
 
     #[test]
     fn it_should_refuse_limits_outside_1_to_100() {
-        for bad in ["0", "101", "-1", "ten"] {
+        for bad in ["0", "101", "-1", "ten", ""] {
             assert!(PageRequest::parse(Some(bad), None).is_err(), "{bad}");
         }
         assert_eq!(PageRequest::parse(Some("100"), None).unwrap().limit, 100);

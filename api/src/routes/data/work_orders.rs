@@ -327,8 +327,9 @@ pub async fn list_work_orders(
 ) -> Result<Json<WorkOrderPage>, ApiError> {
     let org_id = principal.require_org(&org)?;
     let q = query(q)?;
+    // Present but empty is not a value (the document says enum): 422.
     let status = match q.status.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some(raw) => Some(WorkOrderStatus::from_stored(raw).ok_or_else(|| {
             ApiError::field(
                 "status",
