@@ -48,7 +48,7 @@ pub struct App {
     /// The global position of this node's last write.
     pub last_written: AtomicU64,
     /// Per-key rate limits and the plans they follow.
-    pub limits: crate::ratelimit::RateLimits,
+    pub limits: crate::auth::rate_limit::RateLimits,
     /// The group-commit writer of `ApiCallRecorded` events.
     pub usage: crate::usage::UsageRecorder,
 }
@@ -111,7 +111,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::data::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            crate::auth_layer::authenticate,
+            crate::auth::authenticate,
         ));
     Router::new()
         .merge(routes::platform::router())

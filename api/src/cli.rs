@@ -20,12 +20,12 @@ use projections::{Feed, Projector, rebuild as rebuild_projection};
 use tracing_subscriber::EnvFilter;
 
 use crate::app::{App, AppState, app};
+use crate::auth::proof::ProofConfig;
+use crate::auth::rate_limit::RateLimits;
 use crate::auth::{Authenticator, CacheConfig};
 use crate::bus::Bus;
 use crate::bus::relay::RevocationRelay;
 use crate::config::{ServeConfig, StoreConfig};
-use crate::proof::ProofConfig;
-use crate::ratelimit::RateLimits;
 use crate::usage::{RecorderConfig, UsageRecorder};
 use crate::wiring::{Stores, open_stores, projections};
 

@@ -7,7 +7,7 @@
 //! ([`projections::page`]), exactly like the key list.
 //!
 //! Scopes (`work-orders:read|write`, `assets:read|write`, `locations:read`) are enforced
-//! by the auth layer from [`crate::access`]; the handlers check them again (harmless).
+//! by the auth layer from [`crate::auth::scopes`]; the handlers check them again (harmless).
 
 pub mod assets;
 pub mod work_orders;
