@@ -6,14 +6,11 @@
 
 pub mod app;
 pub mod auth;
-pub mod bounds;
 pub mod bus;
 pub mod cli;
 pub mod config;
-pub mod error;
-pub mod extract;
+pub mod http;
 pub mod idempotency;
-pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod usage;

@@ -20,7 +20,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::auth::scopes::{Access, access};
 
 use crate::app::AppState;
-use crate::error::{FieldError, Problem};
+use crate::http::error::{FieldError, Problem};
 use crate::routes::{keys, platform, usage};
 
 /// The API description.
@@ -134,7 +134,7 @@ async fn docs() -> axum::response::Response {
             );
             axum::response::Html(html).into_response()
         }
-        _ => crate::error::ApiError::Internal("the Swagger UI page is missing".into())
+        _ => crate::http::error::ApiError::Internal("the Swagger UI page is missing".into())
             .into_response(),
     }
 }

@@ -39,7 +39,7 @@ use domain::events::ApiCallRecorded;
 use self::client_ip::client_ip_of;
 use self::scopes::Access;
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// The middleware; install with `axum::middleware::from_fn_with_state` as a
 /// `route_layer`, so the matched route template is known.

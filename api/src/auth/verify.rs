@@ -46,7 +46,7 @@ use crate::app::AppState;
 use crate::auth::proof::{ProofConfig, ProofLimits, Refusal};
 use crate::auth::rate_limit::RateLimits;
 use crate::bus::Bus;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// A key's state as this node last read it from the store, and when.
 #[derive(Clone)]
@@ -131,7 +131,9 @@ impl AuthFailure {
     /// `WWW-Authenticate`).
     pub fn to_error(self, server: Environment) -> ApiError {
         match self {
-            AuthFailure::Integrity => ApiError::Integrity(crate::error::Integrity::Authentication),
+            AuthFailure::Integrity => {
+                ApiError::Integrity(crate::http::error::Integrity::Authentication)
+            }
             AuthFailure::TooManyFailures { retry_after_secs } => {
                 ApiError::TooManyFailedAttempts { retry_after_secs }
             }

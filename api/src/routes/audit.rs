@@ -31,7 +31,7 @@ use utoipa::ToSchema;
 
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::error::{ApiError, Problem};
+use crate::http::error::{ApiError, Problem};
 
 /// Events read per page (per stream) while streaming a history.
 pub const PAGE: usize = 500;

@@ -24,8 +24,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::error::{ApiError, FieldError, Problem};
-use crate::extract::{AppJson, from_value, parse_json};
+use crate::http::error::{ApiError, FieldError, Problem};
+use crate::http::extract::{AppJson, from_value, parse_json};
 use crate::idempotency::{self, Begin};
 use crate::routes::{etag, if_match};
 

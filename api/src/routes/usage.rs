@@ -25,7 +25,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::app::AppState;
 use crate::auth::{Principal, RateLimitState};
-use crate::error::{ApiError, Problem};
+use crate::http::error::{ApiError, Problem};
 
 /// The window when `from` is not given: the 24 hours before `to`.
 const DEFAULT_WINDOW: TimeDelta = TimeDelta::hours(24);

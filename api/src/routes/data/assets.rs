@@ -21,8 +21,8 @@ use super::{
 };
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::error::{ApiError, FieldError, Problem};
-use crate::extract::AppJson;
+use crate::http::error::{ApiError, FieldError, Problem};
+use crate::http::extract::AppJson;
 
 /// The longest asset or location name, in characters.
 pub const MAX_NAME_CHARS: usize = 200;

@@ -20,8 +20,8 @@ use super::{
 };
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::error::{ApiError, FieldError, Problem};
-use crate::extract::AppJson;
+use crate::http::error::{ApiError, FieldError, Problem};
+use crate::http::extract::AppJson;
 
 /// The longest title, in characters.
 pub const MAX_TITLE_CHARS: usize = 200;

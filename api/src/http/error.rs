@@ -262,7 +262,7 @@ impl ApiError {
             UnsupportedMediaType => "send the body as application/json".into(),
             HeadersTooLarge => format!(
                 "the request's headers are over {} KiB",
-                crate::bounds::MAX_HEADER_BYTES / 1024
+                crate::http::bounds::MAX_HEADER_BYTES / 1024
             ),
             Validation(errors) => errors
                 .iter()

@@ -67,7 +67,7 @@ pub async fn count_requests(
     let started = std::time::Instant::now();
     // Label values come from fixed sets: a made-up method is `other`, a path no route has
     // is `unmatched`, so clients cannot add series.
-    let method = crate::bounds::method_label(req.method());
+    let method = crate::http::bounds::method_label(req.method());
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
