@@ -88,3 +88,12 @@ impl App {
 /// Cheap to clone: handlers share one `App`.
 #[derive(Clone)]
 pub struct AppState(pub Arc<App>);
+
+/// Handlers read the shared `App` through the state: `state.keys`, `state.auth`.
+impl std::ops::Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}

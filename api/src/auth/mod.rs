@@ -46,7 +46,7 @@ use crate::http::error::ApiError;
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let at = Utc::now();
-    let app = &state.0;
+    let app = &state;
     let environment = app.auth.environment();
 
     // Before anything else: does the route have this method at all? A method it lacks is

@@ -45,8 +45,8 @@ pub fn install() -> Option<PrometheusHandle> {
 /// `GET /metrics`.
 pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     // Projector lag: how far each read model is behind the store's head.
-    if let Ok(head) = state.0.store.head_position().await {
-        for p in &state.0.projectors {
+    if let Ok(head) = state.store.head_position().await {
+        for p in &state.projectors {
             metrics::gauge!("keyledger_projector_lag_events", "projection" => p.name())
                 .set(head.saturating_sub(p.position()) as f64);
         }

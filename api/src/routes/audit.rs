@@ -321,7 +321,7 @@ pub async fn key_events(
         return Err(ApiError::field("to", "must not be before from"));
     }
 
-    let store = Arc::clone(&state.0.store);
+    let store = Arc::clone(&state.store);
     if !key_belongs_to(store.as_ref(), key, org_id).await? {
         return Err(ApiError::NotFound);
     }

@@ -186,7 +186,7 @@ pub async fn create_asset(
     // SQLite the transaction takes the write lock up front (waiting for it under the busy
     // timeout): a deferred one would fail at once with "database is locked" if another
     // writer (the event store, a projector) committed after its first read.
-    let db = &state.0.read_db;
+    let db = &state.read_db;
     let mut tx = match db.backend() {
         Backend::Sqlite => db.pool().begin_with("BEGIN IMMEDIATE").await,
         Backend::Postgres => db.pool().begin().await,
@@ -271,7 +271,7 @@ pub async fn list_assets(
     let q = query(q)?;
     let page = PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref())?;
     let page = list_page(
-        &state.0.read_db,
+        &state.read_db,
         SELECT_ASSETS,
         org_id.to_string(),
         None,
@@ -302,7 +302,7 @@ pub async fn list_locations(
     let q = query(q)?;
     let page = PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref())?;
     let page = list_page(
-        &state.0.read_db,
+        &state.read_db,
         SELECT_LOCATIONS,
         org_id.to_string(),
         None,
