@@ -19,13 +19,14 @@ use projections::keys::KeyQueries;
 use projections::{Feed, Projector, rebuild as rebuild_projection};
 use tracing_subscriber::EnvFilter;
 
-use crate::app::{App, AppState, app};
+use crate::app::{App, AppState};
+use crate::auth::proof::ProofConfig;
+use crate::auth::rate_limit::RateLimits;
 use crate::auth::{Authenticator, CacheConfig};
 use crate::bus::Bus;
 use crate::bus::relay::RevocationRelay;
 use crate::config::{ServeConfig, StoreConfig};
-use crate::proof::ProofConfig;
-use crate::ratelimit::RateLimits;
+use crate::http::router::app;
 use crate::usage::{RecorderConfig, UsageRecorder};
 use crate::wiring::{Stores, open_stores, projections};
 
@@ -491,7 +492,7 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         bus,
     );
     let listener_task = auth.listen();
-    crate::metrics::install();
+    crate::http::metrics::install();
     let (usage, usage_task) = UsageRecorder::start(
         stores.events.clone(),
         RecorderConfig {

@@ -14,7 +14,7 @@ use chrono::{SecondsFormat, Utc};
 use projections::ReadDb;
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// The most characters an `Idempotency-Key` may have.
 pub const MAX_KEY_LEN: usize = 255;

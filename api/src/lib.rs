@@ -4,22 +4,14 @@
 //! the ports.
 #![forbid(unsafe_code)]
 
-pub mod access;
 pub mod app;
 pub mod auth;
-pub mod auth_layer;
-pub mod bounds;
 pub mod bus;
 pub mod cli;
-pub mod client_ip;
 pub mod config;
-pub mod error;
-pub mod extract;
+pub mod http;
 pub mod idempotency;
-pub mod metrics;
 pub mod openapi;
-pub mod proof;
-pub mod ratelimit;
 pub mod routes;
 pub mod usage;
 pub mod wiring;

@@ -4,7 +4,7 @@
 //! The annotations give each operation its parameters, body and success response;
 //! [`document`] then adds what is the same everywhere, from the one place that decides
 //! it, so that the document cannot drift from the server: each operation's scope in
-//! `security` (from [`crate::access::ROUTES`]), the error statuses it can answer (each as
+//! `security` (from [`crate::auth::scopes::ROUTES`]), the error statuses it can answer (each as
 //! `application/problem+json` with the `Problem` schema), and the `RateLimit-*`,
 //! `Retry-After`, `ETag` and `Location` headers.
 
@@ -17,10 +17,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::access::{Access, access};
+use crate::auth::scopes::{Access, access};
 
 use crate::app::AppState;
-use crate::error::{FieldError, Problem};
+use crate::http::error::{FieldError, Problem};
 use crate::routes::{keys, platform, usage};
 
 /// The API description.
@@ -135,7 +135,7 @@ async fn docs() -> axum::response::Response {
             );
             axum::response::Html(html).into_response()
         }
-        _ => crate::error::ApiError::Internal("the Swagger UI page is missing".into())
+        _ => crate::http::error::ApiError::Internal("the Swagger UI page is missing".into())
             .into_response(),
     }
 }
@@ -447,7 +447,7 @@ mod tests {
     #[test]
     fn it_should_document_every_route_of_the_access_table_with_its_scope() {
         let doc = served();
-        for (method, path, rule) in crate::access::ROUTES {
+        for (method, path, rule) in crate::auth::scopes::ROUTES {
             let op = &doc["paths"][*path][method.as_str().to_ascii_lowercase()];
             assert!(op.is_object(), "{method} {path} is not in the document");
             let want = match rule {

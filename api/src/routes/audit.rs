@@ -31,7 +31,7 @@ use utoipa::ToSchema;
 
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::error::{ApiError, Problem};
+use crate::http::error::{ApiError, Problem};
 use crate::routes::usage::parse_time;
 
 /// Events read per page (per stream) while streaming a history.
@@ -320,7 +320,7 @@ pub async fn key_events(
         return Err(ApiError::field("to", "must not be before from"));
     }
 
-    let store = Arc::clone(&state.0.store);
+    let store = Arc::clone(&state.store);
     if !key_belongs_to(store.as_ref(), key, org_id).await? {
         return Err(ApiError::NotFound);
     }

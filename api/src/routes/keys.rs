@@ -24,8 +24,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::error::{ApiError, FieldError, Problem};
-use crate::extract::{AppJson, from_value, parse_json};
+use crate::http::error::{ApiError, FieldError, Problem};
+use crate::http::extract::{AppJson, from_value, parse_json};
 use crate::idempotency::{self, Begin};
 use crate::routes::{etag, if_match};
 
@@ -525,7 +525,7 @@ where
     };
     let token = crate::auth::bearer_from_headers(headers).unwrap_or_default();
     match idempotency::begin(
-        &state.0.read_db,
+        &state.read_db,
         &principal.actor(),
         token,
         &idem_key,
@@ -586,7 +586,6 @@ pub async fn create_key(
     idempotent(&state, &principal, &headers, request, || async {
         let new = from_value::<CreateKeyRequest>(body.clone())?.validate()?;
         let created = state
-            .0
             .keys
             .create_key(
                 &ctx(&principal, &headers),
@@ -595,7 +594,7 @@ pub async fn create_key(
                 new,
             )
             .await?;
-        state.0.read_your_writes(created.written.position).await;
+        state.read_your_writes(created.written.position).await;
         let mut extra = HeaderMap::new();
         let (k, v) = etag(created.key.version);
         extra.insert(k, v);
@@ -640,9 +639,8 @@ pub async fn list_keys(
             _ => return Err(ApiError::field("limit", "must be an integer from 1 to 100")),
         },
     };
-    state.0.read_your_writes(state.0.last_written()).await;
+    state.read_your_writes(state.last_written()).await;
     let page = state
-        .0
         .key_queries
         .list(
             org_id,
@@ -670,15 +668,14 @@ pub async fn get_key(
 ) -> Result<Response, ApiError> {
     let org_id = principal.require_org(&org)?;
     let id = key_id(&id)?;
-    state.0.read_your_writes(state.0.last_written()).await;
+    state.read_your_writes(state.last_written()).await;
     let row = state
-        .0
         .key_queries
         .get(org_id, id, Utc::now())
         .await?
         .ok_or(ApiError::NotFound)?;
     let mut details = KeyDetails::from(row);
-    details.usage.by_route = projections::UsageQueries::new(state.0.read_db.clone())
+    details.usage.by_route = projections::UsageQueries::new(state.read_db.clone())
         .by_route(org_id, id)
         .await?
         .into_iter()
@@ -708,7 +705,6 @@ pub async fn update_key(
     let expected = if_match(&headers)?;
     let patch = body.validate()?;
     let written = state
-        .0
         .keys
         .update_key(
             &ctx(&principal, &headers),
@@ -719,8 +715,8 @@ pub async fn update_key(
             expected,
         )
         .await?;
-    state.0.auth.refresh(id).await;
-    state.0.read_your_writes(written.position).await;
+    state.auth.refresh(id).await;
+    state.read_your_writes(written.position).await;
     get_key(State(state), principal, Path((org, id.to_string()))).await
 }
 
@@ -771,13 +767,12 @@ async fn revoke(
         .map_err(ApiError::invalid)?
         .map(String::from);
     let written = state
-        .0
         .keys
         .revoke(&ctx(&principal, &headers), org_id, id, reason)
         .await?;
     // In force on this node before the response returns.
-    state.0.auth.refresh(id).await;
-    state.0.read_your_writes(written.position).await;
+    state.auth.refresh(id).await;
+    state.read_your_writes(written.position).await;
     get_key(State(state), principal, Path((org, id.to_string()))).await
 }
 
@@ -812,7 +807,6 @@ pub async fn rotate_key(
         // Rotation hands out a new secret with the old key's scopes: the handler refuses
         // (key_not_subordinate) unless the caller holds them all.
         let created = state
-            .0
             .keys
             .rotate(
                 &ctx(&principal, &headers),
@@ -822,8 +816,8 @@ pub async fn rotate_key(
                 grace.as_delta(),
             )
             .await?;
-        state.0.auth.refresh(id).await;
-        state.0.read_your_writes(created.written.position).await;
+        state.auth.refresh(id).await;
+        state.read_your_writes(created.written.position).await;
         let mut extra = HeaderMap::new();
         let (k, v) = etag(created.key.version);
         extra.insert(k, v);

@@ -8,7 +8,7 @@ pub mod usage;
 
 use axum::http::{HeaderMap, HeaderValue, header};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// `ETag: "<version>"`.
 pub fn etag(version: u64) -> (header::HeaderName, HeaderValue) {

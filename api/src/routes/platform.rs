@@ -26,12 +26,12 @@ pub async fn healthz() -> impl IntoResponse {
 /// is connected.
 #[utoipa::path(get, path = "/readyz", tag = "platform", responses((status = 200, description = "ready"), (status = 503, description = "a store or the bus is down")))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let store_ok = state.0.store.head_position().await.is_ok();
+    let store_ok = state.store.head_position().await.is_ok();
     let db_ok = sqlx::query("SELECT 1")
-        .execute(state.0.read_db.pool())
+        .execute(state.read_db.pool())
         .await
         .is_ok();
-    let bus_ok = state.0.auth.bus().is_connected();
+    let bus_ok = state.auth.bus().is_connected();
     let status = if store_ok && db_ok && bus_ok {
         StatusCode::OK
     } else {

@@ -25,7 +25,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::app::AppState;
 use crate::auth::{Principal, RateLimitState};
-use crate::error::{ApiError, Problem};
+use crate::http::error::{ApiError, Problem};
 
 /// The window when `from` is not given: the 24 hours before `to`.
 const DEFAULT_WINDOW: TimeDelta = TimeDelta::hours(24);
@@ -277,7 +277,6 @@ fn text(at: DateTime<Utc>) -> String {
 /// that a read shows every call recorded before it.
 async fn fresh_usage(state: &AppState) -> Result<(), ApiError> {
     let Some(projector) = state
-        .0
         .projectors
         .iter()
         .find(|p| p.name() == UsageProjection::NAME)
@@ -285,7 +284,6 @@ async fn fresh_usage(state: &AppState) -> Result<(), ApiError> {
         return Ok(());
     };
     let head = state
-        .0
         .store
         .head_position()
         .await
@@ -317,14 +315,13 @@ pub async fn key_usage(
     // The key must be this organisation's: read from the event store, so a key works
     // here the moment its create call returned.
     state
-        .0
         .keys
         .load_key(key_id)
         .await?
         .filter(|k| k.org_id == org_id)
         .ok_or(ApiError::NotFound)?;
     fresh_usage(&state).await?;
-    let queries = UsageQueries::new(state.0.read_db.clone());
+    let queries = UsageQueries::new(state.read_db.clone());
     let series = queries
         .series(
             UsageScope::Key(key_id),
@@ -361,7 +358,7 @@ pub async fn org_usage(
     let org_id = principal.require_org(&org)?;
     let window = Window::parse(query)?;
     fresh_usage(&state).await?;
-    let queries = UsageQueries::new(state.0.read_db.clone());
+    let queries = UsageQueries::new(state.read_db.clone());
     let series = queries
         .series(
             UsageScope::Org(org_id),
@@ -398,8 +395,8 @@ pub async fn whoami(
         None => {
             // Without the auth layer's state: the key's limit as the auth layer computes
             // it and its allowance as last seen.
-            let per_minute = state.0.requests_per_minute(key).await;
-            state.0.limits.peek(key.id, per_minute)
+            let per_minute = state.requests_per_minute(key).await;
+            state.limits.peek(key.id, per_minute)
         }
     };
     Ok(Json(WhoAmI {

@@ -3,7 +3,7 @@
 //! writers won every attempt (contention: nothing was refused, the same command may be
 //! sent again), or the store failed. As in cqrs-es (`UserError` vs `AggregateConflict`)
 //! and disintegrate (`Error<DE> { EventStore, Domain(DE) }`). Nothing here is HTTP: `api`
-//! maps each case to a status and a code, in one place (`api/src/error.rs`).
+//! maps each case to a status and a code, in one place (`api/src/http/error.rs`).
 
 use domain::apikey;
 use domain::chain::ChainBreak;

@@ -20,8 +20,8 @@ use super::{
 };
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::error::{ApiError, FieldError, Problem};
-use crate::extract::AppJson;
+use crate::http::error::{ApiError, FieldError, Problem};
+use crate::http::extract::AppJson;
 
 /// The longest asset or location name, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
@@ -183,7 +183,7 @@ pub async fn create_asset(
     };
     // The location (if named) and the asset are written together or not at all (on
     // SQLite the transaction takes the write lock up front: see `begin_write`).
-    let db = &state.0.read_db;
+    let db = &state.read_db;
     let mut tx = db.begin_write().await.map_err(db_error)?;
     asset.location_id = match place {
         Place::Nowhere => None,
@@ -264,7 +264,7 @@ pub async fn list_assets(
     let q = query(q)?;
     let page = PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref())?;
     let page = list_page(
-        &state.0.read_db,
+        &state.read_db,
         SELECT_ASSETS,
         org_id.to_string(),
         None,
@@ -295,7 +295,7 @@ pub async fn list_locations(
     let q = query(q)?;
     let page = PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref())?;
     let page = list_page(
-        &state.0.read_db,
+        &state.read_db,
         SELECT_LOCATIONS,
         org_id.to_string(),
         None,

@@ -7,7 +7,7 @@
 //! ([`projections::page`]), exactly like the key list.
 //!
 //! Scopes (`work-orders:read|write`, `assets:read|write`, `locations:read`) are enforced
-//! by the auth layer from [`crate::access`]; the handlers check them again (harmless).
+//! by the auth layer from [`crate::auth::scopes`]; the handlers check them again (harmless).
 
 pub mod assets;
 pub mod work_orders;
@@ -24,7 +24,7 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// The data API's routes.
 pub fn router() -> Router<AppState> {
@@ -99,21 +99,24 @@ fn text_field(
     field: &str,
     raw: &str,
     max: usize,
-    errors: &mut Vec<crate::error::FieldError>,
+    errors: &mut Vec<crate::http::error::FieldError>,
 ) -> Option<String> {
     let trimmed = raw.trim();
     let n = trimmed.chars().count();
     if n == 0 {
-        errors.push(crate::error::FieldError::new(field, "must not be empty"));
+        errors.push(crate::http::error::FieldError::new(
+            field,
+            "must not be empty",
+        ));
         None
     } else if n > max {
-        errors.push(crate::error::FieldError::new(
+        errors.push(crate::http::error::FieldError::new(
             field,
             format!("must be at most {max} characters"),
         ));
         None
     } else if let Err(e) = domain::values::check_single_line(trimmed) {
-        errors.push(crate::error::FieldError::new(field, e.to_string()));
+        errors.push(crate::http::error::FieldError::new(field, e.to_string()));
         None
     } else {
         Some(trimmed.to_owned())

@@ -20,8 +20,8 @@ use super::{
 };
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::error::{ApiError, FieldError, Problem};
-use crate::extract::AppJson;
+use crate::http::error::{ApiError, FieldError, Problem};
+use crate::http::extract::AppJson;
 
 /// The longest title, in characters.
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -255,7 +255,7 @@ pub async fn create_work_order(
     let (Some(title), true) = (title, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
-    let db = &state.0.read_db;
+    let db = &state.read_db;
     if let Some(asset) = &asset_id {
         // Another organisation's asset is as unknown as a missing one.
         let found = sqlx::query("SELECT id FROM assets WHERE org_id = $1 AND id = $2")
@@ -339,7 +339,7 @@ pub async fn list_work_orders(
     };
     let page = PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref())?;
     let page = list_page(
-        &state.0.read_db,
+        &state.read_db,
         SELECT,
         org_id.to_string(),
         status.map(|s| ("status", s.as_str().to_owned())),
@@ -372,7 +372,7 @@ pub async fn get_work_order(
     )))
     .bind(org_id.to_string())
     .bind(id)
-    .fetch_optional(state.0.read_db.pool())
+    .fetch_optional(state.read_db.pool())
     .await
     .map_err(db_error)?
     .ok_or(ApiError::NotFound)?;
@@ -442,7 +442,7 @@ pub async fn update_work_order(
         .bind(description.flatten())
         .bind(body.status.map(|s| s.as_str().to_owned()))
         .bind(timestamp(Utc::now()))
-        .fetch_optional(state.0.read_db.pool())
+        .fetch_optional(state.read_db.pool())
         .await
         .map_err(db_error)?
         .ok_or(ApiError::NotFound)?;

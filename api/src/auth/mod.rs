@@ -1,14 +1,31 @@
 //! The auth layer: one middleware over every route that needs a key, in the order of
-//! DESIGN section 6, each failure with its status:
+//! DESIGN section 6. Each step has its module here, named for what it checks; each failure
+//! has its status:
 //!
-//! 1. a bearer token, well-formed, checksum right (no I/O)           else 401
-//! 2. a known key, not revoked or expired, of this server's environment else 401
-//! 3. the client IP within the key's allowed CIDRs                   else 403 `ip_not_allowed`
-//! 4. the key holds the route's scope (`access::ROUTES`)              else 403 `insufficient_scope`
-//! 5. within the key's rate limit (GCRA; the plan's, or the key's lower one) else 429 + `Retry-After`
+//! 1. a bearer token, well-formed, checksum right (no I/O)            else 401 ([`verify`])
+//! 2. a known key, not revoked or expired, of this server's environment else 401 ([`verify`]:
+//!    the key cache; [`proof`]: bounded argon2 work for tokens not yet proven)
+//! 3. the client IP within the key's allowed CIDRs                    else 403 `ip_not_allowed`
+//!    ([`client_ip`])
+//! 4. the key holds the route's scope ([`scopes::ROUTES`])            else 403 `insufficient_scope`
+//!    ([`scopes`])
+//! 5. within the key's rate limit (GCRA; the plan's, or the key's lower one) else 429 +
+//!    `Retry-After` ([`rate_limit`])
 //! 6. the handler runs; then `ApiCallRecorded` is appended for every call from step 3 on
-//!    (403 and 429 included), and every response to an identified key carries the
-//!    `RateLimit-*` headers.
+//!    (403 and 429 included; [`crate::usage`]), and every response to an identified key
+//!    carries the `RateLimit-*` headers.
+//!
+//! [`authenticate`] below is the order itself; the modules hold the steps.
+
+pub mod client_ip;
+pub mod proof;
+pub mod rate_limit;
+pub mod scopes;
+pub mod verify;
+
+pub use verify::{
+    AuthFailure, Authenticator, CacheConfig, Principal, RateLimitState, bearer_from_headers,
+};
 
 use std::time::Instant;
 
@@ -19,18 +36,17 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use domain::events::ApiCallRecorded;
 
-use crate::access::{self, Access};
+use self::client_ip::client_ip_of;
+use self::scopes::Access;
 use crate::app::AppState;
-use crate::auth::{self, AuthFailure, Principal, RateLimitState};
-use crate::client_ip::client_ip_of;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// The middleware; install with `axum::middleware::from_fn_with_state` as a
 /// `route_layer`, so the matched route template is known.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let at = Utc::now();
-    let app = &state.0;
+    let app = &state;
     let environment = app.auth.environment();
 
     // Before anything else: does the route have this method at all? A method it lacks is
@@ -41,13 +57,13 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .map(|m| m.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().clone();
-    let Some(required) = access::access(&method, &route) else {
+    let Some(required) = scopes::access(&method, &route) else {
         return method_not_allowed(&route);
     };
 
     // 1 and 2: who is calling. A failure here identifies no key: it is counted in
     // metrics, never in a key's stream.
-    let Some(token) = auth::bearer_from_headers(req.headers()).map(str::to_owned) else {
+    let Some(token) = bearer_from_headers(req.headers()).map(str::to_owned) else {
         return unauthenticated(AuthFailure::Missing, environment);
     };
     let key = match app.auth.authenticate(&token).await {
@@ -127,7 +143,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
 /// The 405 for a method the route lacks, with `Allow` from the access table. A route
 /// behind the layer with no entry at all is a bug: refused (fail closed), not served.
 fn method_not_allowed(route: &str) -> Response {
-    let allowed = access::methods_of(route);
+    let allowed = scopes::methods_of(route);
     if allowed.is_empty() {
         tracing::error!(
             route,

@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// The request id header.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -59,7 +59,7 @@ pub async fn bound_request(mut req: Request, next: Next) -> Response {
 }
 
 /// Turns an error response produced outside keyledger's handlers (axum's 404 and 405,
-/// a body-limit 413, a 415, a 431) into problem+json, keeping its headers (`Allow` on a
+/// a body-limit 413, a 415, a 431, the request timeout's 503) into problem+json, keeping its headers (`Allow` on a
 /// 405). Responses that are problem+json already pass untouched.
 pub async fn problem_for_bare_errors(req: Request, next: Next) -> Response {
     let res = next.run(req).await;
@@ -69,6 +69,11 @@ pub async fn problem_for_bare_errors(req: Request, next: Next) -> Response {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ApiError::HeadersTooLarge,
+        // The request timeout's answer has no body and no content type; a 503 of a
+        // handler (`/readyz`'s JSON) keeps its body.
+        StatusCode::SERVICE_UNAVAILABLE if !res.headers().contains_key(header::CONTENT_TYPE) => {
+            ApiError::Unavailable("the request did not complete within the request timeout".into())
+        }
         _ => return res,
     };
     let is_problem = res

@@ -45,8 +45,8 @@ pub fn install() -> Option<PrometheusHandle> {
 /// `GET /metrics`.
 pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     // Projector lag: how far each read model is behind the store's head.
-    if let Ok(head) = state.0.store.head_position().await {
-        for p in &state.0.projectors {
+    if let Ok(head) = state.store.head_position().await {
+        for p in &state.projectors {
             metrics::gauge!("keyledger_projector_lag_events", "projection" => p.name())
                 .set(head.saturating_sub(p.position()) as f64);
         }
@@ -67,7 +67,7 @@ pub async fn count_requests(
     let started = std::time::Instant::now();
     // Label values come from fixed sets: a made-up method is `other`, a path no route has
     // is `unmatched`, so clients cannot add series.
-    let method = crate::bounds::method_label(req.method());
+    let method = crate::http::bounds::method_label(req.method());
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()

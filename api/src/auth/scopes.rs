@@ -1,4 +1,5 @@
-//! Which scope each authenticated route requires: one table, read by the auth layer.
+//! Step 4 of the auth order ([`crate::auth`]): which scope each authenticated route
+//! requires, one table read by the auth layer.
 //! A route under the auth layer that is missing here is refused (fail closed), and a test
 //! checks that every documented route has an entry.
 

@@ -1,4 +1,4 @@
-//! Authentication of bearer keys: token format and checksum (no I/O), then the key's
+//! Steps 1 and 2 of the auth order ([`crate::auth`]): authentication of bearer keys: token format and checksum (no I/O), then the key's
 //! state from an in-memory cache filled from the event store (never from a lagging
 //! projection, so a key works on every node the moment its create call returns), then
 //! argon2 once per node and key, and `sha256(token)` in constant time afterwards.
@@ -43,10 +43,10 @@ use moka::future::Cache;
 use moka::ops::compute::Op;
 
 use crate::app::AppState;
+use crate::auth::proof::{ProofConfig, ProofLimits, Refusal};
+use crate::auth::rate_limit::RateLimits;
 use crate::bus::Bus;
-use crate::error::ApiError;
-use crate::proof::{ProofConfig, ProofLimits, Refusal};
-use crate::ratelimit::RateLimits;
+use crate::http::error::ApiError;
 
 /// A key's state as this node last read it from the store, and when.
 #[derive(Clone)]
@@ -131,7 +131,9 @@ impl AuthFailure {
     /// `WWW-Authenticate`).
     pub fn to_error(self, server: Environment) -> ApiError {
         match self {
-            AuthFailure::Integrity => ApiError::Integrity(crate::error::Integrity::Authentication),
+            AuthFailure::Integrity => {
+                ApiError::Integrity(crate::http::error::Integrity::Authentication)
+            }
             AuthFailure::TooManyFailures { retry_after_secs } => {
                 ApiError::TooManyFailedAttempts { retry_after_secs }
             }
@@ -293,7 +295,7 @@ impl Authenticator {
     }
 
     /// First verification of a key's token on this node: argon2, off the async threads,
-    /// within the bounds of [`crate::proof`]. Later requests compare `sha256(token)` in
+    /// within the bounds of [`crate::auth::proof`]. Later requests compare `sha256(token)` in
     /// constant time.
     async fn prove(
         &self,
@@ -549,7 +551,7 @@ impl Principal {
     }
 }
 
-/// The principal is put in the request by the auth layer (`auth_layer::authenticate`),
+/// The principal is put in the request by the auth layer ([`crate::auth::authenticate`]),
 /// which has also checked the IP, the route's scope and the rate limit. A handler that
 /// asks for it on a route outside the layer gets a 500, never an unchecked key.
 impl FromRequestParts<AppState> for Principal {

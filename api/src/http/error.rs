@@ -148,8 +148,9 @@ pub enum ApiError {
     /// `Retry-After: 1`).
     #[error("verification busy")]
     VerificationBusy,
-    /// 503 `unavailable`: a store or the bus is unreachable, or the command kept
-    /// conflicting with concurrent writers.
+    /// 503 `unavailable`: a store or the bus is unreachable, the command kept conflicting
+    /// with concurrent writers, or the request outran the request timeout
+    /// ([`crate::http::middleware::REQUEST_TIMEOUT`]).
     #[error("service unavailable: {0}")]
     Unavailable(String),
     /// 500 `internal`: anything unexpected. The cause is logged, never shown.
@@ -262,7 +263,7 @@ impl ApiError {
             UnsupportedMediaType => "send the body as application/json".into(),
             HeadersTooLarge => format!(
                 "the request's headers are over {} KiB",
-                crate::bounds::MAX_HEADER_BYTES / 1024
+                crate::http::bounds::MAX_HEADER_BYTES / 1024
             ),
             Validation(errors) => errors
                 .iter()

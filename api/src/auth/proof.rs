@@ -1,4 +1,5 @@
-//! Bounded work for tokens a node has not yet proven (DESIGN section 6).
+//! Part of step 2 of the auth order ([`crate::auth`]): bounded work for tokens a node has
+//! not yet proven (DESIGN section 6).
 //!
 //! A key id is not secret (it is in every token and in `created_by` fields), so anyone can
 //! make well-formed tokens with a right checksum for a real key and a wrong secret. Until a

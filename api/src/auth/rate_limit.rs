@@ -1,4 +1,4 @@
-//! Per-key rate limits: GCRA (governor), one limiter per key with the key's quota (its
+//! Step 5 of the auth order ([`crate::auth`]): per-key rate limits, GCRA (governor), one limiter per key with the key's quota (its
 //! plan's, or its own if lower: `App::requests_per_minute`), so a key may spend its whole
 //! minute's allowance in a burst and then gets one request back every `60 / limit` seconds.
 

@@ -1,4 +1,4 @@
-//! The client's IP: the peer address, or the first untrusted hop of `X-Forwarded-For`
+//! Step 3 of the auth order ([`crate::auth`]): the client's IP, the peer address, or the first untrusted hop of `X-Forwarded-For`
 //! when the peer is a trusted proxy (`KEYLEDGER_TRUSTED_PROXIES`).
 
 use std::net::{IpAddr, SocketAddr};

@@ -7,7 +7,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::header;
 use serde::de::DeserializeOwned;
 
-use crate::error::{ApiError, FieldError};
+use crate::http::error::{ApiError, FieldError};
 
 /// `Json<T>` with keyledger's problem+json rejections.
 #[derive(Debug, Clone, Copy, Default)]
