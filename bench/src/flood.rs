@@ -219,19 +219,7 @@ pub async fn run(args: &[String]) -> Result<()> {
             other => bail!("unknown argument {other:?}"),
         }
     }
-    let bin = match bin {
-        Some(b) => b,
-        None => std::env::current_exe()?
-            .parent()
-            .context("no directory for the bench binary")?
-            .join("keyledger"),
-    };
-    if !bin.exists() {
-        bail!(
-            "{} not found: build it first with `cargo build --release -p api`",
-            bin.display()
-        );
-    }
+    let bin = crate::keyledger_binary(bin)?;
     let unbounded = [
         ("KEYLEDGER_ARGON2_CONCURRENCY", "512".to_owned()),
         ("KEYLEDGER_AUTH_FAILURE_BUDGET", u32::MAX.to_string()),

@@ -104,6 +104,25 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+/// The `keyledger` binary a benchmark starts: `--bin`, or the one built next to this
+/// bench binary.
+pub(crate) fn keyledger_binary(bin: Option<std::path::PathBuf>) -> Result<std::path::PathBuf> {
+    let bin = match bin {
+        Some(b) => b,
+        None => std::env::current_exe()?
+            .parent()
+            .context("no directory for the bench binary")?
+            .join("keyledger"),
+    };
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it first with `cargo build --release -p api`",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
 fn print_rows(rows: &[Row]) {
     println!();
     println!("| backend | case | events | seconds | events/s |");

@@ -124,19 +124,7 @@ pub async fn run(args: &[String]) -> Result<()> {
             other => bail!("unknown argument {other:?}"),
         }
     }
-    let bin = match bin {
-        Some(b) => b,
-        None => std::env::current_exe()?
-            .parent()
-            .context("no directory for the bench binary")?
-            .join("keyledger"),
-    };
-    if !bin.exists() {
-        bail!(
-            "{} not found: build it first with `cargo build --release -p api`",
-            bin.display()
-        );
-    }
+    let bin = crate::keyledger_binary(bin)?;
     let admin = std::env::var("KEYLEDGER_BENCH_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let nats = std::env::var("KEYLEDGER_BENCH_NATS_URL")
