@@ -513,6 +513,7 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         limits,
         usage,
     }));
+    let router = app(state)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| anyhow::anyhow!("KEYLEDGER_LISTEN: cannot listen on {}: {e}", cfg.listen))?;
@@ -522,7 +523,7 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     println!("listening on http://{local}");
     axum::serve(
         listener,
-        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;
