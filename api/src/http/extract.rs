@@ -1,13 +1,99 @@
-//! Our own JSON extractor, so that every rejection is the same problem+json: 400 for a
-//! body that is not JSON, 415 for a wrong content type, 413 over the size limit, and 422
-//! naming the field for unknown fields, wrong types and missing fields.
+//! Our own extractors, so that every rejection is the same problem+json:
+//! - [`AppJson`]: 400 for a body that is not JSON, 415 for a wrong content type, 413 over
+//!   the size limit, and 422 naming the field for unknown fields, wrong types and missing
+//!   fields;
+//! - [`Tenant`] and [`TenantKey`]: the path's organisation when it is the calling key's
+//!   own (and the path's key id), else 404: another tenant's resources are
+//!   indistinguishable from missing ones;
+//! - [`IfMatch`]: the version named by `If-Match` (400 when unreadable).
+//!
+//! Handlers take them in this order: the tenant first, headers next, the body last (axum
+//! runs extractors in order), so a request for another organisation is a 404 whatever its
+//! body, and a body is never parsed for a path the key may not see.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::header;
+use axum::http::request::Parts;
+use domain::ids::{KeyId, OrgId};
 use serde::de::DeserializeOwned;
 
+use crate::app::AppState;
+use crate::auth::Principal;
 use crate::http::error::{ApiError, FieldError};
+
+/// The `{org}` of the path, when it is the calling key's organisation (else 404).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tenant(pub OrgId);
+
+/// The `{org}` and `{id}` of a key's path: the calling key's organisation and a well-formed
+/// key id (else 404). That the key belongs to the organisation is the query's business.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantKey {
+    pub org_id: OrgId,
+    pub key_id: KeyId,
+}
+
+/// A path parameter by name.
+async fn path_param(parts: &mut Parts, state: &AppState, name: &str) -> Result<String, ApiError> {
+    let params = RawPathParams::from_request_parts(parts, state)
+        .await
+        .map_err(|_| ApiError::NotFound)?;
+    params
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+        .ok_or_else(|| ApiError::Internal(format!("the route has no {{{name}}} parameter")))
+}
+
+impl FromRequestParts<AppState> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        let org = path_param(parts, state, "org").await?;
+        principal.require_org(&org).map(Tenant)
+    }
+}
+
+impl FromRequestParts<AppState> for TenantKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Tenant(org_id) = Tenant::from_request_parts(parts, state).await?;
+        let id = path_param(parts, state, "id").await?;
+        let key_id = id.parse::<KeyId>().map_err(|_| ApiError::NotFound)?;
+        Ok(TenantKey { org_id, key_id })
+    }
+}
+
+/// The version named by `If-Match` (`"3"`, `W/"3"` or `3`); `None` without the header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IfMatch(pub Option<u64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        if_match(&parts.headers).map(IfMatch)
+    }
+}
+
+fn if_match(headers: &axum::http::HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let raw = value
+        .to_str()
+        .map_err(|_| ApiError::BadRequest("If-Match is not visible ASCII".into()))?
+        .trim();
+    let raw = raw.strip_prefix("W/").unwrap_or(raw).trim_matches('"');
+    raw.parse::<u64>().map(Some).map_err(|_| {
+        ApiError::BadRequest(format!(
+            "If-Match must be a version from this resource's ETag, got {raw:?}"
+        ))
+    })
+}
 
 /// `Json<T>` with keyledger's problem+json rejections.
 #[derive(Debug, Clone, Copy, Default)]
@@ -90,9 +176,23 @@ fn field_name(path: &str, message: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::{HeaderMap, HeaderValue};
     use serde::Deserialize;
 
     use super::*;
+
+    #[test]
+    fn it_should_read_if_match_in_every_usual_form() {
+        for (raw, want) in [("\"3\"", 3), ("W/\"4\"", 4), ("5", 5)] {
+            let mut h = HeaderMap::new();
+            h.insert(header::IF_MATCH, HeaderValue::from_static(raw));
+            assert_eq!(if_match(&h).unwrap(), Some(want));
+        }
+        let mut h = HeaderMap::new();
+        h.insert(header::IF_MATCH, HeaderValue::from_static("\"abc\""));
+        assert!(matches!(if_match(&h), Err(ApiError::BadRequest(_))));
+        assert_eq!(if_match(&HeaderMap::new()).unwrap(), None);
+    }
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]

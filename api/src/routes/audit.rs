@@ -15,7 +15,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -30,8 +30,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppState;
-use crate::auth::Principal;
 use crate::http::error::{ApiError, Problem};
+use crate::http::extract::TenantKey;
 use crate::routes::usage::parse_time;
 
 /// Events read per page (per stream) while streaming a history.
@@ -283,14 +283,13 @@ fn store_error(error: StoreError) -> ApiError {
     security(("bearer" = ["api-keys:read"])))]
 pub async fn key_events(
     State(state): State<AppState>,
-    principal: Principal,
-    Path((org, id)): Path<(String, String)>,
+    TenantKey {
+        org_id,
+        key_id: key,
+    }: TenantKey,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let org_id = principal.require_org(&org)?;
-    let key = id.parse::<KeyId>().map_err(|_| ApiError::NotFound)?;
-
     let mut include_usage = false;
     let (mut from, mut to) = (None, None);
     for (name, value) in &query {

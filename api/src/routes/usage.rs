@@ -11,10 +11,9 @@
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::{Extension, Json};
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
-use domain::ids::KeyId;
 use projections::usage::{
     Bucket, Granularity, RouteUsage, UsageCounts, UsageProjection, UsageQueries, UsageScope,
     UsageTotals, check_range,
@@ -27,6 +26,7 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::auth::{Principal, RateLimitState};
 use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{Tenant, TenantKey};
 
 /// The window when `from` is not given: the 24 hours before `to`.
 const DEFAULT_WINDOW: TimeDelta = TimeDelta::hours(24);
@@ -306,12 +306,9 @@ async fn fresh_usage(state: &AppState) -> Result<(), ApiError> {
     security(("bearer" = ["api-keys:read"])))]
 pub async fn key_usage(
     State(state): State<AppState>,
-    principal: Principal,
-    Path((org, id)): Path<(String, String)>,
+    TenantKey { org_id, key_id }: TenantKey,
     query: Result<Query<UsageQuery>, QueryRejection>,
 ) -> Result<Json<KeyUsageResponse>, ApiError> {
-    let org_id = principal.require_org(&org)?;
-    let key_id: KeyId = id.parse().map_err(|_| ApiError::NotFound)?;
     let window = Window::parse(query)?;
     // The key must be this organisation's: read from the event store, so a key works
     // here the moment its create call returned.
@@ -352,11 +349,9 @@ pub async fn key_usage(
     security(("bearer" = ["api-keys:read"])))]
 pub async fn org_usage(
     State(state): State<AppState>,
-    principal: Principal,
-    Path(org): Path<String>,
+    Tenant(org_id): Tenant,
     query: Result<Query<UsageQuery>, QueryRejection>,
 ) -> Result<Json<OrgUsageResponse>, ApiError> {
-    let org_id = principal.require_org(&org)?;
     let window = Window::parse(query)?;
     fresh_usage(&state).await?;
     let queries = UsageQueries::new(state.read_db.clone());

@@ -3,7 +3,7 @@
 //! tenancy, the key-management policy, and a search of everything a test produced for
 //! the secrets it made. One behaviour per test; each test starts a node of its own.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{Api, Backend, TestApp, spawn_app};
@@ -530,6 +530,45 @@ async fn another_organizations_keys_are_not_found(backend: Backend) {
     }
 }
 
+async fn another_organizations_path_is_not_found_whatever_the_body_or_headers(backend: Backend) {
+    // Arrange: a key of this organisation, and another organisation's root key.
+    let (app, org, root) = bootstrapped(backend).await;
+    let key = app
+        .api(&org, &root)
+        .new_key(json!({"name": "ERP poller", "scopes": ["work-orders:read"]}))
+        .await;
+    let id = key["id"].as_str().unwrap();
+    let (_, other_root, _) = app.cli_org("Other Co", "professional");
+    let through_ours = app.api(&org, &other_root);
+
+    // Act: requests that would be 422, 400 or 415 on the caller's own organisation.
+    let answers = [
+        through_ours
+            .create_key(json!({"name": 5, "colour": "red"}))
+            .await,
+        through_ours
+            .patch_key(id, json!({"scopes": ["no:such"]}))
+            .await,
+        through_ours
+            .patch_key_if_match(id, "\"not-a-version\"", json!({"name": "x"}))
+            .await,
+        through_ours
+            .send(
+                through_ours
+                    .request(Method::POST, &through_ours.keys_path())
+                    .header("content-type", "text/plain")
+                    .body("name=x"),
+            )
+            .await,
+    ];
+
+    // Assert: the tenant is checked first; nothing about the body or headers is told.
+    for answer in answers {
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.text);
+        assert_eq!(answer.body["code"], "not_found", "{}", answer.text);
+    }
+}
+
 async fn the_key_limit_holds_under_thirty_concurrent_creates_and_a_revoked_key_frees_a_slot(
     backend: Backend,
 ) {
@@ -1037,6 +1076,7 @@ test_support::backend_tests!(
     a_reused_idempotency_key_replays_the_response_once_and_refuses_another_body,
     a_key_cannot_grant_a_scope_it_does_not_hold_but_may_rotate_a_key_within_its_own,
     another_organizations_keys_are_not_found,
+    another_organizations_path_is_not_found_whatever_the_body_or_headers,
     the_key_limit_holds_under_thirty_concurrent_creates_and_a_revoked_key_frees_a_slot,
     a_starter_organization_cannot_create_keys,
     a_write_only_key_cannot_narrow_ip_lock_or_rotate_the_root_key,

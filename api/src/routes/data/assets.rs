@@ -7,7 +7,7 @@
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -21,7 +21,7 @@ use super::{
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::http::error::{ApiError, FieldError, Problem};
-use crate::http::extract::AppJson;
+use crate::http::extract::{AppJson, Tenant};
 
 /// The longest asset or location name, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
@@ -166,15 +166,15 @@ impl CreateAssetRequest {
 pub async fn create_asset(
     State(state): State<AppState>,
     principal: Principal,
-    Path(org): Path<String>,
+    Tenant(org_id): Tenant,
     AppJson(body): AppJson<CreateAssetRequest>,
 ) -> Result<Response, ApiError> {
-    let org_id = principal.require_org(&org)?.to_string();
+    let org_id = org_id.to_string();
     let (name, kind, place) = body.validate()?;
     let now = timestamp(Utc::now());
     let mut asset = Asset {
         id: new_id(),
-        org_id,
+        org_id: org_id.clone(),
         name,
         kind,
         location_id: None,
@@ -241,7 +241,7 @@ pub async fn create_asset(
     tx.commit().await.map_err(db_error)?;
     let mut res = (StatusCode::CREATED, Json(&asset)).into_response();
     if let Ok(loc) =
-        axum::http::HeaderValue::from_str(&format!("/organizations/{org}/assets/{}", asset.id))
+        axum::http::HeaderValue::from_str(&format!("/organizations/{org_id}/assets/{}", asset.id))
     {
         res.headers_mut().insert(axum::http::header::LOCATION, loc);
     }
@@ -256,11 +256,9 @@ pub async fn create_asset(
     security(("bearer" = ["assets:read"])))]
 pub async fn list_assets(
     State(state): State<AppState>,
-    principal: Principal,
-    Path(org): Path<String>,
+    Tenant(org_id): Tenant,
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<AssetPage>, ApiError> {
-    let org_id = principal.require_org(&org)?;
     let q = query(q)?;
     let page = PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref())?;
     let page = list_page(
@@ -287,11 +285,9 @@ pub async fn list_assets(
     security(("bearer" = ["locations:read"])))]
 pub async fn list_locations(
     State(state): State<AppState>,
-    principal: Principal,
-    Path(org): Path<String>,
+    Tenant(org_id): Tenant,
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<LocationPage>, ApiError> {
-    let org_id = principal.require_org(&org)?;
     let q = query(q)?;
     let page = PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref())?;
     let page = list_page(

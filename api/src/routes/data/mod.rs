@@ -48,6 +48,12 @@ fn new_id() -> String {
     Uuid::now_v7().hyphenated().to_string()
 }
 
+/// The `{id}` of a resource's path (its `{org}` is the [`crate::http::extract::Tenant`]).
+#[derive(Debug, Deserialize)]
+pub struct PathId {
+    pub id: String,
+}
+
 /// An id from a path: anything that is not a UUID cannot exist (404).
 fn path_id(raw: &str) -> Result<String, ApiError> {
     Uuid::parse_str(raw)

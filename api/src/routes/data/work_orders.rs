@@ -21,7 +21,8 @@ use super::{
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::http::error::{ApiError, FieldError, Problem};
-use crate::http::extract::AppJson;
+use crate::http::extract::{AppJson, Tenant};
+use crate::routes::data::PathId;
 
 /// The longest title, in characters.
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -234,10 +235,10 @@ fn description(raw: Option<&str>, errors: &mut Vec<FieldError>) -> Option<String
 pub async fn create_work_order(
     State(state): State<AppState>,
     principal: Principal,
-    Path(org): Path<String>,
+    Tenant(org_id): Tenant,
     AppJson(body): AppJson<CreateWorkOrderRequest>,
 ) -> Result<Response, ApiError> {
-    let org_id = principal.require_org(&org)?.to_string();
+    let org_id = org_id.to_string();
     let mut errors = Vec::new();
     let title = text_field("title", &body.title, MAX_TITLE_CHARS, &mut errors);
     let description = description(body.description.as_deref(), &mut errors);
@@ -274,7 +275,7 @@ pub async fn create_work_order(
     let now = timestamp(Utc::now());
     let order = WorkOrder {
         id: new_id(),
-        org_id,
+        org_id: org_id.clone(),
         title,
         priority: body.priority,
         description,
@@ -306,7 +307,7 @@ pub async fn create_work_order(
     .map_err(db_error)?;
     let mut res = (StatusCode::CREATED, Json(&order)).into_response();
     if let Ok(loc) =
-        HeaderValue::from_str(&format!("/organizations/{org}/work-orders/{}", order.id))
+        HeaderValue::from_str(&format!("/organizations/{org_id}/work-orders/{}", order.id))
     {
         res.headers_mut().insert(header::LOCATION, loc);
     }
@@ -321,11 +322,9 @@ pub async fn create_work_order(
     security(("bearer" = ["work-orders:read"])))]
 pub async fn list_work_orders(
     State(state): State<AppState>,
-    principal: Principal,
-    Path(org): Path<String>,
+    Tenant(org_id): Tenant,
     q: Result<Query<WorkOrderListQuery>, QueryRejection>,
 ) -> Result<Json<WorkOrderPage>, ApiError> {
-    let org_id = principal.require_org(&org)?;
     let q = query(q)?;
     // Present but empty is not a value (the document says enum): 422.
     let status = match q.status.as_deref() {
@@ -362,10 +361,9 @@ pub async fn list_work_orders(
     security(("bearer" = ["work-orders:read"])))]
 pub async fn get_work_order(
     State(state): State<AppState>,
-    principal: Principal,
-    Path((org, id)): Path<(String, String)>,
+    Tenant(org_id): Tenant,
+    Path(PathId { id }): Path<PathId>,
 ) -> Result<Json<WorkOrder>, ApiError> {
-    let org_id = principal.require_org(&org)?;
     let id = path_id(&id)?;
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "{SELECT} WHERE org_id = $1 AND id = $2"
@@ -388,11 +386,10 @@ pub async fn get_work_order(
     security(("bearer" = ["work-orders:write"])))]
 pub async fn update_work_order(
     State(state): State<AppState>,
-    principal: Principal,
-    Path((org, id)): Path<(String, String)>,
+    Tenant(org_id): Tenant,
+    Path(PathId { id }): Path<PathId>,
     AppJson(body): AppJson<UpdateWorkOrderRequest>,
 ) -> Result<Json<WorkOrder>, ApiError> {
-    let org_id = principal.require_org(&org)?;
     let id = path_id(&id)?;
     if body.status.is_none()
         && body.title.is_none()
