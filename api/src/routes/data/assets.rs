@@ -16,7 +16,7 @@ use sqlx::any::AnyRow;
 use utoipa::ToSchema;
 
 use super::{
-    PageQuery, PageRequest, body_id, col, db_error, list_page, new_id, query, text_field, timestamp,
+    Listing, PageQuery, body_id, col, db_error, list_page, new_id, query, text_field, timestamp,
 };
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -92,6 +92,18 @@ pub struct LocationPage {
 const SELECT_ASSETS: &str =
     "SELECT id, org_id, name, kind, location_id, created_at, created_by FROM assets";
 const SELECT_LOCATIONS: &str = "SELECT id, org_id, name, created_at FROM locations";
+
+const ASSETS: Listing<Asset> = Listing {
+    select: SELECT_ASSETS,
+    row: asset,
+    place: |a| (&a.created_at, &a.id),
+};
+
+const LOCATIONS: Listing<Location> = Listing {
+    select: SELECT_LOCATIONS,
+    row: location,
+    place: |l| (&l.created_at, &l.id),
+};
 
 fn asset(row: &AnyRow) -> Result<Asset, ApiError> {
     Ok(Asset {
@@ -260,17 +272,8 @@ pub async fn list_assets(
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<AssetPage>, ApiError> {
     let q = query(q)?;
-    let page = PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref())?;
-    let page = list_page(
-        &state.read_db,
-        SELECT_ASSETS,
-        org_id.to_string(),
-        None,
-        page,
-        asset,
-        |a| projections::Cursor::new(a.created_at.clone(), a.id.clone()),
-    )
-    .await?;
+    let at = (q.limit.as_deref(), q.cursor.as_deref());
+    let page = list_page(&state.read_db, &ASSETS, org_id, None, at).await?;
     Ok(Json(AssetPage {
         items: page.items,
         next_cursor: page.next_cursor,
@@ -289,17 +292,8 @@ pub async fn list_locations(
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<LocationPage>, ApiError> {
     let q = query(q)?;
-    let page = PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref())?;
-    let page = list_page(
-        &state.read_db,
-        SELECT_LOCATIONS,
-        org_id.to_string(),
-        None,
-        page,
-        location,
-        |l| projections::Cursor::new(l.created_at.clone(), l.id.clone()),
-    )
-    .await?;
+    let at = (q.limit.as_deref(), q.cursor.as_deref());
+    let page = list_page(&state.read_db, &LOCATIONS, org_id, None, at).await?;
     Ok(Json(LocationPage {
         items: page.items,
         next_cursor: page.next_cursor,

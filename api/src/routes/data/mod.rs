@@ -176,22 +176,29 @@ fn decode_cursor(text: &str) -> Option<Cursor> {
     Some(Cursor::new(timestamp(at), id.hyphenated().to_string()))
 }
 
-/// One page of `{select} WHERE org_id = $1 [AND {filter} = $2]` (`select` being
-/// `SELECT columns FROM table`), newest first (`created_at DESC, id DESC`), resuming
-/// strictly after the cursor.
+/// What a list of one resource needs: its `SELECT columns FROM table`, how a row reads,
+/// and where a row stands in the order (its `created_at` and `id`, for the cursor).
+struct Listing<T> {
+    select: &'static str,
+    row: fn(&AnyRow) -> Result<T, ApiError>,
+    place: fn(&T) -> (&str, &str),
+}
+
+/// One page of `{select} WHERE org_id = $1 [AND {filter} = $2]`, newest first
+/// (`created_at DESC, id DESC`), resuming strictly after the cursor; `limit` and `cursor`
+/// as the query string gave them (422 naming them when invalid).
 ///
 /// `select` and the filter's column are constants of the callers; every value is a bind.
 async fn list_page<T>(
     db: &ReadDb,
-    select: &'static str,
-    org: String,
+    listing: &Listing<T>,
+    org: domain::ids::OrgId,
     filter: Option<(&'static str, String)>,
-    page: PageRequest,
-    row: impl Fn(&AnyRow) -> Result<T, ApiError>,
-    cursor_of: impl Fn(&T) -> Cursor,
+    (limit, cursor): (Option<&str>, Option<&str>),
 ) -> Result<Page<T>, ApiError> {
-    let mut sql = format!("{select} WHERE org_id = $1");
-    let mut binds = vec![org];
+    let page = PageRequest::parse(limit, cursor)?;
+    let mut sql = format!("{} WHERE org_id = $1", listing.select);
+    let mut binds = vec![org.to_string()];
     if let Some((column, value)) = filter {
         binds.push(value);
         sql.push_str(&format!(" AND {column} = ${}", binds.len()));
@@ -219,8 +226,14 @@ async fn list_page<T>(
         .fetch_all(db.pool())
         .await
         .map_err(db_error)?;
-    let items = rows.iter().map(row).collect::<Result<Vec<_>, _>>()?;
-    Ok(Page::from_overfetch(items, page.limit, cursor_of))
+    let items = rows
+        .iter()
+        .map(listing.row)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page::from_overfetch(items, page.limit, |item| {
+        let (created_at, id) = (listing.place)(item);
+        Cursor::new(created_at.to_owned(), id.to_owned())
+    }))
 }
 
 #[cfg(test)]

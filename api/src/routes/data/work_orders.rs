@@ -16,7 +16,7 @@ use sqlx::any::AnyRow;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    PageRequest, body_id, col, db_error, list_page, new_id, path_id, query, text_field, timestamp,
+    Listing, body_id, col, db_error, list_page, new_id, path_id, query, text_field, timestamp,
 };
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -187,6 +187,12 @@ const SELECT: &str = "SELECT id, org_id, title, priority, description, status, a
 const RETURNING: &str = "RETURNING id, org_id, title, priority, description, status, asset_id, \
     created_at, updated_at, completed_at, created_by";
 
+const WORK_ORDERS: Listing<WorkOrder> = Listing {
+    select: SELECT,
+    row: work_order,
+    place: |w| (&w.created_at, &w.id),
+};
+
 fn work_order(row: &AnyRow) -> Result<WorkOrder, ApiError> {
     let priority: String = col(row, "priority")?;
     let status: String = col(row, "status")?;
@@ -336,17 +342,9 @@ pub async fn list_work_orders(
             )
         })?),
     };
-    let page = PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref())?;
-    let page = list_page(
-        &state.read_db,
-        SELECT,
-        org_id.to_string(),
-        status.map(|s| ("status", s.as_str().to_owned())),
-        page,
-        work_order,
-        |w| projections::Cursor::new(w.created_at.clone(), w.id.clone()),
-    )
-    .await?;
+    let filter = status.map(|s| ("status", s.as_str().to_owned()));
+    let at = (q.limit.as_deref(), q.cursor.as_deref());
+    let page = list_page(&state.read_db, &WORK_ORDERS, org_id, filter, at).await?;
     Ok(Json(WorkOrderPage {
         items: page.items,
         next_cursor: page.next_cursor,
