@@ -509,11 +509,6 @@ event_enum!(
 );
 
 impl ApiKeyEvent {
-    /// The payload as JSON without the secret hash: for audit views and exports.
-    pub fn redacted_json(&self) -> Value {
-        redact_data(&self.data())
-    }
-
     /// Whether this event can make a previously accepted call be refused (revocation,
     /// scope narrowing, IP or expiry change): such events must reach every node's cache
     /// at once.
@@ -837,13 +832,13 @@ mod tests {
     }
 
     #[test]
-    fn it_should_never_show_the_secret_hash_in_debug_or_redacted_json() {
+    fn it_should_never_show_the_secret_hash_in_debug_or_redacted_data() {
         let created = key_created();
         let hash = created.secret_hash.expose().to_owned();
         let event = ApiKeyEvent::from(created);
         assert!(!format!("{event:?}").contains(&hash));
         assert!(format!("{event:?}").contains("SecretHash(***)"));
-        let redacted = event.redacted_json();
+        let redacted = redact_data(&event.data());
         assert!(redacted.get("secret_hash").is_none());
         assert!(!redacted.to_string().contains(&hash));
         assert_eq!(redacted["prefix"], "kl_live_0123abcd");

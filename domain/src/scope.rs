@@ -74,11 +74,6 @@ impl Scope {
         self.0
     }
 
-    /// Whether this is a management (`api-keys:*`) scope.
-    pub fn is_management(&self) -> bool {
-        Scope::MANAGEMENT.contains(self)
-    }
-
     /// Every data scope: what a key gets when its scopes are omitted.
     pub fn data_scopes() -> Scopes {
         Scope::DATA.iter().copied().collect()
@@ -275,11 +270,5 @@ mod tests {
         );
         assert!(!wanted.is_subset_of(&holder));
         assert!(wanted.is_subset_of(&Scope::all()));
-    }
-
-    #[test]
-    fn it_should_tell_management_scopes_apart() {
-        assert!(Scope::API_KEYS_READ.is_management());
-        assert!(!Scope::USERS_READ.is_management());
     }
 }
