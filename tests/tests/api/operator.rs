@@ -316,6 +316,116 @@ async fn a_first_start_prints_the_console_and_a_curl_that_works_in_bash_and_zsh(
     }
 }
 
+/// The README's ```sh blocks, each as its lines.
+fn readme_sh_blocks() -> Vec<Vec<String>> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let mut blocks = Vec::new();
+    let mut current: Option<Vec<String>> = None;
+    for line in readme.lines() {
+        match (&mut current, line.trim_start().strip_prefix("```")) {
+            (None, Some(lang)) if lang.trim() == "sh" => current = Some(Vec::new()),
+            (Some(_), Some(_)) => blocks.extend(current.take()),
+            (None, Some(_)) => {}
+            (Some(block), None) => block.push(line.to_owned()),
+            (None, None) => {}
+        }
+    }
+    blocks
+}
+
+/// The line without its quoted parts and its comment.
+fn unquoted(line: &str) -> String {
+    let mut out = String::new();
+    let mut quote: Option<char> = None;
+    let mut prev = ' ';
+    for c in line.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None if c == '#' && prev.is_whitespace() => break,
+            None => out.push(c),
+        }
+        prev = c;
+    }
+    out
+}
+
+/// zsh stops a command with `no matches found` on an unquoted `?`, `*` or `[`; `$ `
+/// prompts and a lone `&` break a paste in both shells.
+#[test]
+fn the_readmes_shell_commands_quote_every_url_and_glob_character() {
+    let blocks = readme_sh_blocks();
+    assert!(blocks.len() >= 5, "found only {} sh blocks", blocks.len());
+    let mut bad = Vec::new();
+    for line in blocks.iter().flatten() {
+        let bare = unquoted(line);
+        let lone_amp = bare.replace("&&", "").contains('&');
+        if bare.contains(['?', '*', '[']) || lone_amp || line.trim_start().starts_with("$ ") {
+            bad.push(line.clone());
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "not safe to paste into zsh and bash:\n{}",
+        bad.join("\n")
+    );
+}
+
+/// The Quick start's shell block, with the node's address and real keys put in, run by
+/// bash and zsh as pasted.
+async fn the_readmes_quick_start_works_in_bash_and_zsh(backend: Backend) {
+    // Arrange
+    let app = spawn_app(backend).await;
+    let (org, root) = app.bootstrap();
+    let key = cli_key(&app, &org, "reader", "work-orders:read");
+    let host = app.address.trim_start_matches("http://");
+    let block = readme_sh_blocks()
+        .into_iter()
+        .find(|b| b.iter().any(|l| l.starts_with("ROOT='kl_live_...'")))
+        .expect("the Quick start block");
+    assert!(
+        block.iter().any(|l| l.contains(&format!("ORG='{org}'"))),
+        "the README's ORG is the bootstrap organisation's id {org}"
+    );
+    let script = block
+        .iter()
+        .map(|l| {
+            l.replace("127.0.0.1:8080", host)
+                .replace("ROOT='kl_live_...'", &format!("ROOT='{root}'"))
+                .replace(
+                    "KEY='kl_live_...'",
+                    &format!("KEY='{}'", key["secret"].as_str().unwrap()),
+                )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        !script.contains("kl_live_...'"),
+        "a placeholder left:\n{script}"
+    );
+    let mut shells = vec!["bash"];
+    if has("zsh") {
+        shells.push("zsh");
+    } else {
+        eprintln!("note: zsh is not installed; the Quick start was run by bash only");
+    }
+    for shell in shells {
+        // Act
+        let (ok, stdout, stderr) = run_in(shell, &format!("set -e\n{script}"));
+
+        // Assert: the create answered the key, the last call the page of work orders.
+        assert!(ok, "{shell}: {stderr}\n{stdout}");
+        // curl adds no newline: the two bodies follow each other.
+        let mut answers = serde_json::Deserializer::from_str(&stdout).into_iter::<Value>();
+        let created = answers.next().unwrap().unwrap();
+        assert_eq!(created["name"], "SAP ERP Integration", "{shell}: {stdout}");
+        let page = answers.next().unwrap().unwrap();
+        assert!(page["items"].is_array(), "{shell}: {stdout}");
+    }
+}
+
 test_support::backend_tests!(
     a_key_created_by_the_cli_works_over_http_with_the_scopes_given,
     a_key_rotated_by_the_cli_stops_after_its_grace_period,
@@ -323,4 +433,5 @@ test_support::backend_tests!(
     keys_list_shows_when_each_key_was_last_used,
     a_bad_scope_fails_with_a_clear_message_and_creates_nothing,
     a_first_start_prints_the_console_and_a_curl_that_works_in_bash_and_zsh,
+    the_readmes_quick_start_works_in_bash_and_zsh,
 );
