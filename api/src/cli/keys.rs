@@ -5,6 +5,7 @@
 //! operator ([`Actor::Operator`], actor `cli:<user>` in the events): the same checks, the
 //! same events. The secret is printed once, to stdout, and never logged.
 
+use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::Args;
 use commands::keys::{CreatedKey, KeyService, NewKey};
@@ -140,7 +141,8 @@ pub async fn create(args: CreateArgs) -> anyhow::Result<()> {
     let service = KeyService::new(opened.events.clone());
     let created = service
         .create_key(&cli_context(), args.org, &Actor::Operator, new)
-        .await?;
+        .await
+        .with_context(|| format!("cannot create a key in organization {}", args.org))?;
     print_created(&created, args.json, "key")
 }
 
@@ -167,7 +169,8 @@ pub async fn rotate(args: RotateArgs) -> anyhow::Result<()> {
             &Actor::Operator,
             grace.as_delta(),
         )
-        .await?;
+        .await
+        .with_context(|| format!("cannot rotate key {}", args.key))?;
     if !args.json {
         println!(
             "{}: rotated; it keeps working for {} s (until {})",
