@@ -593,6 +593,7 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         limits,
         usage,
     }));
+    let router = app(state)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| anyhow::anyhow!("KEYLEDGER_LISTEN: cannot listen on {}: {e}", cfg.listen))?;
@@ -605,7 +606,7 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     axum::serve(
         listener,
-        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;

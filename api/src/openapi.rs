@@ -1,15 +1,14 @@
 //! The OpenAPI document (generated from the handlers' annotations) and its interactive
 //! page, whose assets are inside the binary (no CDN).
 //!
-//! The annotations give each operation its parameters, body and success response;
-//! [`document`] then adds what is the same everywhere, from the one place that decides
-//! it, so that the document cannot drift from the server: each operation's scope in
-//! `security` (from [`crate::auth::scopes::ROUTES`]), the error statuses it can answer (each as
+//! The paths come from the routers themselves ([`crate::routes`]: each handler's
+//! annotation gives its path, method, parameters, body, success response and scope);
+//! [`complete_document`] then adds what is the same everywhere, so that the document
+//! cannot drift from the server: the error statuses each operation can answer (each as
 //! `application/problem+json` with the `Problem` schema), and the `RateLimit-*`,
 //! `Retry-After`, `ETag` and `Location` headers.
 
 use axum::Router;
-use axum::http::Method;
 use serde_json::{Map, Value, json};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
@@ -17,75 +16,12 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::scopes::{Access, access};
-
 use crate::app::AppState;
-use crate::http::error::{FieldError, Problem};
-use crate::routes::{keys, platform, usage};
 
 /// The API description.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "keyledger", description = "An event-sourced API key service."),
-    paths(
-        platform::healthz,
-        platform::readyz,
-        keys::create_key,
-        keys::list_keys,
-        keys::get_key,
-        keys::update_key,
-        keys::revoke_key,
-        keys::delete_key,
-        keys::rotate_key,
-        usage::key_usage,
-        usage::org_usage,
-        usage::whoami,
-        crate::routes::audit::key_events,
-        crate::routes::data::work_orders::list_work_orders,
-        crate::routes::data::work_orders::create_work_order,
-        crate::routes::data::work_orders::get_work_order,
-        crate::routes::data::work_orders::update_work_order,
-        crate::routes::data::assets::list_assets,
-        crate::routes::data::assets::create_asset,
-        crate::routes::data::assets::list_locations,
-    ),
-    components(schemas(
-        Problem,
-        FieldError,
-        ScopeName,
-        keys::KeyStatusName,
-        keys::EnvironmentName,
-        usage::GranularityName,
-        crate::routes::audit::IncludeName,
-        keys::CreateKeyRequest,
-        keys::UpdateKeyRequest,
-        keys::RevokeKeyRequest,
-        keys::RotateKeyRequest,
-        keys::CreatedKeyResponse,
-        keys::KeySummary,
-        keys::KeyPage,
-        keys::KeyDetails,
-        keys::UsageSummary,
-        usage::UsageCountsView,
-        usage::UsageTotalsView,
-        usage::BucketView,
-        usage::RouteUsageView,
-        usage::KeyUsageResponse,
-        usage::OrgUsageResponse,
-        usage::RateLimitView,
-        usage::WhoAmI,
-        crate::routes::data::work_orders::CreateWorkOrderRequest,
-        crate::routes::data::work_orders::UpdateWorkOrderRequest,
-        crate::routes::data::work_orders::WorkOrder,
-        crate::routes::data::work_orders::WorkOrderPage,
-        crate::routes::data::work_orders::Priority,
-        crate::routes::data::work_orders::WorkOrderStatus,
-        crate::routes::data::assets::CreateAssetRequest,
-        crate::routes::data::assets::Asset,
-        crate::routes::data::assets::AssetPage,
-        crate::routes::data::assets::Location,
-        crate::routes::data::assets::LocationPage,
-    )),
     modifiers(&BearerAuth),
     tags((name = "api-keys", description = "Manage keys"), (name = "usage", description = "Usage analytics and the calling key"), (name = "platform", description = "Health"))
 )]
@@ -111,10 +47,10 @@ impl Modify for BearerAuth {
 /// Where the Swagger UI's assets are served (inside the binary).
 const UI_PATH: &str = "/swagger-ui";
 
-/// `GET /openapi.json`, and `GET /docs`: the interactive page, answered directly (200,
-/// not a redirect) with its assets under `/swagger-ui/`.
-pub fn router() -> Router<AppState> {
-    let ui = SwaggerUi::new(UI_PATH).url("/openapi.json", document());
+/// `GET /openapi.json` (`document`), and `GET /docs`: the interactive page, answered
+/// directly (200, not a redirect) with its assets under `/swagger-ui/`.
+pub fn router(document: utoipa::openapi::OpenApi) -> Router<AppState> {
+    let ui = SwaggerUi::new(UI_PATH).url("/openapi.json", document);
     Router::new()
         .merge(ui)
         .route("/docs", axum::routing::get(docs))
@@ -156,10 +92,15 @@ impl PartialSchema for ScopeName {
 
 impl ToSchema for ScopeName {}
 
-/// The served document: the annotations' document with the contract's common parts added
-/// (see the module comment).
-pub fn document() -> utoipa::openapi::OpenApi {
-    let generated = ApiDoc::openapi();
+/// The document's common parts: title, shared schemas, the bearer scheme, tags. The routers
+/// add the paths.
+pub fn base() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The served document: the routers' document with the contract's common parts added (see
+/// the module comment).
+pub fn complete_document(generated: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     let Ok(mut value) = serde_json::to_value(&generated) else {
         return generated;
     };
@@ -231,13 +172,7 @@ fn common_headers() -> Value {
     })
 }
 
-const METHODS: [(&str, Method); 5] = [
-    ("get", Method::GET),
-    ("post", Method::POST),
-    ("put", Method::PUT),
-    ("patch", Method::PATCH),
-    ("delete", Method::DELETE),
-];
+const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
 /// Operations whose success response carries the key's version as `ETag`.
 const WITH_ETAG: [&str; 6] = [
@@ -286,28 +221,23 @@ fn complete(doc: &mut Value) {
         return;
     };
     for (path, item) in paths.iter_mut() {
-        for (name, method) in &METHODS {
-            if let Some(op) = item.get_mut(*name).and_then(Value::as_object_mut) {
-                complete_operation(path, method, op);
+        for name in METHODS {
+            if let Some(op) = item.get_mut(name).and_then(Value::as_object_mut) {
+                complete_operation(path, op);
             }
         }
     }
 }
 
-fn complete_operation(path: &str, method: &Method, op: &mut Map<String, Value>) {
+fn complete_operation(path: &str, op: &mut Map<String, Value>) {
     let id = op
         .get("operationId")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    let rule = access(method, path);
-    if let Some(rule) = rule {
-        let scopes = match rule {
-            Access::AnyKey => json!([]),
-            Access::Scope(scope) => json!([scope.as_str()]),
-        };
-        op.insert("security".into(), json!([{ "bearer": scopes }]));
-    }
+    // Behind the auth layer: the operations that declare a bearer requirement (the auth
+    // layer's access table is read from the same declarations).
+    let keyed = op.contains_key("security");
     // An optional header or query parameter is left out, never `null`: drop the `null`
     // that `Option<T>` adds to its type, or clients send the text "null".
     if let Some(ps) = op.get_mut("parameters").and_then(Value::as_array_mut) {
@@ -350,7 +280,7 @@ fn complete_operation(path: &str, method: &Method, op: &mut Map<String, Value>) 
     }
 
     let mut errors: Vec<u16> = Vec::new();
-    if rule.is_some() {
+    if keyed {
         errors.extend([401, 403, 429, 503]);
         if path.contains('{') {
             errors.push(404);
@@ -394,7 +324,7 @@ fn complete_operation(path: &str, method: &Method, op: &mut Map<String, Value>) 
             .and_then(Value::as_str)
             .is_some_and(|d| !d.is_empty());
         // /readyz's 503 is its own JSON body, not a problem.
-        let problem = status >= 400 && rule.is_some();
+        let problem = status >= 400 && keyed;
         if !described {
             let text = if status >= 400 {
                 error_description(status)
@@ -410,7 +340,7 @@ fn complete_operation(path: &str, method: &Method, op: &mut Map<String, Value>) 
             );
         }
         let mut headers = Map::new();
-        if rule.is_some() && status != 401 {
+        if keyed && status != 401 {
             for name in [
                 "RateLimit-Limit",
                 "RateLimit-Remaining",
@@ -440,15 +370,27 @@ fn complete_operation(path: &str, method: &Method, op: &mut Map<String, Value>) 
 mod tests {
     use super::*;
 
+    use crate::auth::scopes::{Access, AccessTable};
+    use crate::routes;
+
+    fn generated() -> utoipa::openapi::OpenApi {
+        utoipa_axum::router::OpenApiRouter::<AppState>::with_openapi(base())
+            .merge(routes::public())
+            .merge(routes::protected())
+            .into_openapi()
+    }
+
     fn served() -> Value {
-        serde_json::to_value(document()).unwrap()
+        serde_json::to_value(complete_document(generated())).unwrap()
     }
 
     #[test]
-    fn it_should_document_every_route_of_the_access_table_with_its_scope() {
+    fn it_should_serve_each_route_of_the_access_table_with_the_scope_it_declares() {
         let doc = served();
-        for (method, path, rule) in crate::auth::scopes::ROUTES {
-            let op = &doc["paths"][*path][method.as_str().to_ascii_lowercase()];
+        let table = AccessTable::from_openapi(routes::protected().get_openapi()).unwrap();
+        assert!(table.iter().count() >= 18, "routes went missing");
+        for (method, path, rule) in table.iter() {
+            let op = &doc["paths"][path][method.as_str().to_ascii_lowercase()];
             assert!(op.is_object(), "{method} {path} is not in the document");
             let want = match rule {
                 Access::AnyKey => json!([]),
@@ -463,8 +405,19 @@ mod tests {
     }
 
     #[test]
+    fn it_should_ask_for_a_key_on_every_operation_but_health() {
+        let doc = served();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let public = path == "/healthz" || path == "/readyz";
+                assert_eq!(op.get("security").is_none(), public, "{method} {path}");
+            }
+        }
+    }
+
+    #[test]
     fn it_should_read_back_the_completed_document() {
-        let generated = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let generated = serde_json::to_value(generated()).unwrap();
         let mut completed = generated.clone();
         complete(&mut completed);
         let read_back: utoipa::openapi::OpenApi =

@@ -7,8 +7,8 @@
 //!    the key cache; [`proof`]: bounded argon2 work for tokens not yet proven)
 //! 3. the client IP within the key's allowed CIDRs                    else 403 `ip_not_allowed`
 //!    ([`client_ip`])
-//! 4. the key holds the route's scope ([`scopes::ROUTES`])            else 403 `insufficient_scope`
-//!    ([`scopes`])
+//! 4. the key holds the route's scope                                else 403 `insufficient_scope`
+//!    ([`scopes`]: declared in the route's annotation)
 //! 5. within the key's rate limit (GCRA; the plan's, or the key's lower one) else 429 +
 //!    `Retry-After` ([`rate_limit`])
 //! 6. the handler runs; then `ApiCallRecorded` is appended for every call from step 3 on
@@ -27,6 +27,7 @@ pub use verify::{
     AuthFailure, Authenticator, CacheConfig, Principal, RateLimitState, bearer_from_headers,
 };
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -37,13 +38,17 @@ use chrono::Utc;
 use domain::events::ApiCallRecorded;
 
 use self::client_ip::client_ip_of;
-use self::scopes::Access;
+use self::scopes::{Access, AccessTable};
 use crate::app::AppState;
 use crate::http::error::ApiError;
 
 /// The middleware; install with `axum::middleware::from_fn_with_state` as a
 /// `route_layer`, so the matched route template is known.
-pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn authenticate(
+    State((state, access)): State<(AppState, Arc<AccessTable>)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let at = Utc::now();
     let app = &state;
@@ -57,8 +62,8 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .map(|m| m.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().clone();
-    let Some(required) = scopes::access(&method, &route) else {
-        return method_not_allowed(&route);
+    let Some(required) = access.access(&method, &route) else {
+        return method_not_allowed(&access, &route);
     };
 
     // 1 and 2: who is calling. A failure here identifies no key: it is counted in
@@ -142,8 +147,8 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
 
 /// The 405 for a method the route lacks, with `Allow` from the access table. A route
 /// behind the layer with no entry at all is a bug: refused (fail closed), not served.
-fn method_not_allowed(route: &str) -> Response {
-    let allowed = scopes::methods_of(route);
+fn method_not_allowed(access: &AccessTable, route: &str) -> Response {
+    let allowed = access.methods_of(route);
     if allowed.is_empty() {
         tracing::error!(
             route,

@@ -14,12 +14,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use chrono::{DateTime, Utc};
 use domain::chain::{ChainBreak, ChainVerifier, timestamp_text};
 use domain::events::{redact_data, wire};
@@ -28,6 +26,8 @@ use domain::store::{EventStore, RecordedEvent, StoreError};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -41,8 +41,8 @@ pub const PAGE: usize = 500;
 pub const NDJSON: &str = "application/x-ndjson";
 
 /// The audit routes.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/organizations/{org}/api-keys/{id}/events", get(key_events))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(key_events))
 }
 
 /// What `?include=` may name (documentation only).
@@ -280,7 +280,7 @@ fn store_error(error: StoreError) -> ApiError {
     responses((status = 200, body = AuditEventList, description = "JSON, or NDJSON of `AuditEvent` for `Accept: application/x-ndjson`"),
               (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["api-keys:read"])))]
 pub async fn key_events(
     State(state): State<AppState>,
     principal: Principal,

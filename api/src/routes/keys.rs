@@ -4,12 +4,11 @@
 //! `api-keys:write` (change), `api-keys:revoke` (revoke). A key cannot grant a scope it
 //! does not hold itself, neither by creating, changing nor rotating a key.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use commands::keys::{CommandContext, CreatedKey, KeyPatch, NewKey};
 use domain::apikey::KeyStatus;
@@ -21,6 +20,8 @@ use domain::values::{AllowedIps, Expiry, GracePeriod, KeyName, RateLimit, Revoca
 use projections::keys::KeyRow;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -30,24 +31,12 @@ use crate::idempotency::{self, Begin};
 use crate::routes::{etag, if_match};
 
 /// The management routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/organizations/{org}/api-keys",
-            post(create_key).get(list_keys),
-        )
-        .route(
-            "/organizations/{org}/api-keys/{id}",
-            get(get_key).patch(update_key).delete(delete_key),
-        )
-        .route(
-            "/organizations/{org}/api-keys/{id}/revoke",
-            post(revoke_key),
-        )
-        .route(
-            "/organizations/{org}/api-keys/{id}/rotate",
-            post(rotate_key),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_key, list_keys))
+        .routes(routes!(get_key, update_key, delete_key))
+        .routes(routes!(revoke_key))
+        .routes(routes!(rotate_key))
 }
 
 /// `POST /organizations/{org}/api-keys`.
@@ -573,7 +562,7 @@ where
     request_body = CreateKeyRequest,
     responses((status = 201, body = CreatedKeyResponse), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["api-keys:create"])))]
 pub async fn create_key(
     State(state): State<AppState>,
     principal: Principal,
@@ -615,7 +604,7 @@ pub async fn create_key(
 #[utoipa::path(get, path = "/organizations/{org}/api-keys", tag = "api-keys",
     params(("org" = String, Path, description = "organisation id"), ListQuery),
     responses((status = 200, body = KeyPage), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["api-keys:read"])))]
 pub async fn list_keys(
     State(state): State<AppState>,
     principal: Principal,
@@ -660,7 +649,7 @@ pub async fn list_keys(
 #[utoipa::path(get, path = "/organizations/{org}/api-keys/{id}", tag = "api-keys",
     params(("org" = String, Path, description = "organisation id"), ("id" = String, Path, description = "key id")),
     responses((status = 200, body = KeyDetails), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["api-keys:read"])))]
 pub async fn get_key(
     State(state): State<AppState>,
     principal: Principal,
@@ -692,7 +681,7 @@ pub async fn get_key(
     request_body = UpdateKeyRequest,
     responses((status = 200, body = KeyDetails), (status = 403, body = Problem), (status = 404, body = Problem),
               (status = 409, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["api-keys:write"])))]
 pub async fn update_key(
     State(state): State<AppState>,
     principal: Principal,
@@ -726,7 +715,7 @@ pub async fn update_key(
     params(("org" = String, Path, description = "organisation id"), ("id" = String, Path, description = "key id")),
     request_body(content = RevokeKeyRequest, description = "optional: an empty body revokes without a reason"),
     responses((status = 200, body = KeyDetails), (status = 403, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["api-keys:revoke"])))]
 pub async fn revoke_key(
     State(state): State<AppState>,
     principal: Principal,
@@ -742,7 +731,7 @@ pub async fn revoke_key(
 #[utoipa::path(delete, path = "/organizations/{org}/api-keys/{id}", tag = "api-keys",
     params(("org" = String, Path, description = "organisation id"), ("id" = String, Path, description = "key id")),
     responses((status = 200, body = KeyDetails), (status = 403, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["api-keys:revoke"])))]
 pub async fn delete_key(
     State(state): State<AppState>,
     principal: Principal,
@@ -784,7 +773,7 @@ async fn revoke(
     request_body(content = RotateKeyRequest, description = "optional: an empty body keeps the default grace period"),
     responses((status = 201, body = CreatedKeyResponse), (status = 403, body = Problem), (status = 404, body = Problem),
               (status = 409, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["api-keys:create"])))]
 pub async fn rotate_key(
     State(state): State<AppState>,
     principal: Principal,

@@ -1,4 +1,9 @@
-//! Route modules; each exposes `fn router() -> Router<AppState>`.
+//! Route modules; each exposes `fn router() -> OpenApiRouter<AppState>`.
+//!
+//! Each route is declared once: its `#[utoipa::path]` annotation gives the path, the
+//! method, the OpenAPI operation and (in `security`) the scope it needs; `routes!` mounts
+//! the handler from it, the served document is read from the same routers, and the auth
+//! layer's access table ([`crate::auth::scopes::AccessTable`]) too.
 
 pub mod audit;
 pub mod data;
@@ -7,8 +12,24 @@ pub mod platform;
 pub mod usage;
 
 use axum::http::{HeaderMap, HeaderValue, header};
+use utoipa_axum::router::OpenApiRouter;
 
+use crate::app::AppState;
 use crate::http::error::ApiError;
+
+/// Every route that needs a key (the auth layer goes over these).
+pub fn protected() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(keys::router())
+        .merge(usage::router())
+        .merge(audit::router())
+        .merge(data::router())
+}
+
+/// The documented routes that need no key (health).
+pub fn public() -> OpenApiRouter<AppState> {
+    platform::router()
+}
 
 /// `ETag: "<version>"`.
 pub fn etag(version: u64) -> (header::HeaderName, HeaderValue) {

@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use domain::ids::KeyId;
 use projections::usage::{
@@ -22,6 +21,8 @@ use projections::usage::{
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::auth::{Principal, RateLimitState};
@@ -35,11 +36,11 @@ const DEFAULT_WINDOW: TimeDelta = TimeDelta::hours(24);
 const FRESHNESS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The usage routes and `/whoami`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/organizations/{org}/api-keys/{id}/usage", get(key_usage))
-        .route("/organizations/{org}/usage", get(org_usage))
-        .route("/whoami", get(whoami))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(key_usage))
+        .routes(routes!(org_usage))
+        .routes(routes!(whoami))
 }
 
 /// `?granularity=&from=&to=`.
@@ -302,7 +303,7 @@ async fn fresh_usage(state: &AppState) -> Result<(), ApiError> {
     params(("org" = String, Path, description = "organisation id"), ("id" = String, Path, description = "key id"), UsageQuery),
     responses((status = 200, body = KeyUsageResponse), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["api-keys:read"])))]
 pub async fn key_usage(
     State(state): State<AppState>,
     principal: Principal,
@@ -348,7 +349,7 @@ pub async fn key_usage(
     params(("org" = String, Path, description = "organisation id"), UsageQuery),
     responses((status = 200, body = OrgUsageResponse), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["api-keys:read"])))]
 pub async fn org_usage(
     State(state): State<AppState>,
     principal: Principal,

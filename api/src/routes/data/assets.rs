@@ -162,7 +162,7 @@ impl CreateAssetRequest {
     request_body = CreateAssetRequest,
     responses((status = 201, body = Asset), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["assets:write"])))]
 pub async fn create_asset(
     State(state): State<AppState>,
     principal: Principal,
@@ -253,7 +253,7 @@ pub async fn create_asset(
     params(("org" = String, Path, description = "organisation id"), PageQuery),
     responses((status = 200, body = AssetPage), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["assets:read"])))]
 pub async fn list_assets(
     State(state): State<AppState>,
     principal: Principal,
@@ -284,7 +284,7 @@ pub async fn list_assets(
     params(("org" = String, Path, description = "organisation id"), PageQuery),
     responses((status = 200, body = LocationPage), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["locations:read"])))]
 pub async fn list_locations(
     State(state): State<AppState>,
     principal: Principal,

@@ -12,39 +12,29 @@
 pub mod assets;
 pub mod work_orders;
 
-use axum::Router;
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
-use axum::routing::get;
 use chrono::{DateTime, SecondsFormat, Utc};
 use projections::ReadDb;
 use projections::page::{Cursor, DEFAULT_LIMIT, Page, valid_limit};
 use serde::Deserialize;
 use sqlx::any::AnyRow;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::http::error::ApiError;
 
 /// The data API's routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/organizations/{org}/work-orders",
-            get(work_orders::list_work_orders).post(work_orders::create_work_order),
-        )
-        .route(
-            "/organizations/{org}/work-orders/{id}",
-            get(work_orders::get_work_order).patch(work_orders::update_work_order),
-        )
-        .route(
-            "/organizations/{org}/assets",
-            get(assets::list_assets).post(assets::create_asset),
-        )
-        .route(
-            "/organizations/{org}/locations",
-            get(assets::list_locations),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    use self::assets::*;
+    use self::work_orders::*;
+    OpenApiRouter::new()
+        .routes(routes!(list_work_orders, create_work_order))
+        .routes(routes!(get_work_order, update_work_order))
+        .routes(routes!(list_assets, create_asset))
+        .routes(routes!(list_locations))
 }
 
 /// A timestamp as stored: RFC 3339 UTC with six fractional digits and a `Z`, so that text

@@ -230,7 +230,7 @@ fn description(raw: Option<&str>, errors: &mut Vec<FieldError>) -> Option<String
     request_body = CreateWorkOrderRequest,
     responses((status = 201, body = WorkOrder), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["work-orders:write"])))]
 pub async fn create_work_order(
     State(state): State<AppState>,
     principal: Principal,
@@ -318,7 +318,7 @@ pub async fn create_work_order(
     params(("org" = String, Path, description = "organisation id"), WorkOrderListQuery),
     responses((status = 200, body = WorkOrderPage), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["work-orders:read"])))]
 pub async fn list_work_orders(
     State(state): State<AppState>,
     principal: Principal,
@@ -359,7 +359,7 @@ pub async fn list_work_orders(
     params(("org" = String, Path, description = "organisation id"), ("id" = String, Path, description = "work order id")),
     responses((status = 200, body = WorkOrder), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["work-orders:read"])))]
 pub async fn get_work_order(
     State(state): State<AppState>,
     principal: Principal,
@@ -385,7 +385,7 @@ pub async fn get_work_order(
     request_body = UpdateWorkOrderRequest,
     responses((status = 200, body = WorkOrder), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["work-orders:write"])))]
 pub async fn update_work_order(
     State(state): State<AppState>,
     principal: Principal,
