@@ -2,6 +2,8 @@
 //! `migrate`.
 
 mod audit;
+mod keys;
+mod orgs;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -45,23 +47,43 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a node.
+    #[command(
+        long_about = "Run a node: the HTTP API on KEYLEDGER_LISTEN over the stores of \
+KEYLEDGER_DATABASE_URL. On an empty event store it first creates the organisation \
+\"default\" and a root key holding every scope, prints both once, and prints the next step \
+(the console URL and a curl to try the key).",
+        after_help = "Example:\n  KEYLEDGER_DATABASE_URL=sqlite://keyledger.db keyledger serve"
+    )]
     Serve(ServeConfig),
     /// Create or upgrade the schemas of the event store and the read models.
+    #[command(
+        long_about = "Create or upgrade the schemas of the event store and the read models, \
+then exit. `serve` does this too at start-up.",
+        after_help = "Example:\n  KEYLEDGER_DATABASE_URL=postgres://keyledger@localhost/keyledger keyledger migrate"
+    )]
     Migrate(StoreConfig),
     /// Manage organisations.
+    #[command(after_help = "Example:\n  keyledger orgs list")]
     Orgs {
         #[command(subcommand)]
         command: OrgsCommand,
     },
-    /// Inspect and revoke keys.
+    /// Create, rotate, inspect and revoke keys.
+    #[command(
+        after_help = "Example:\n  keyledger keys create ORG_ID --name \"SAP ERP\" --scopes work-orders:read,assets:read"
+    )]
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
     },
     /// Replay a key's history (its state after each event, or at a moment), export an
     /// organisation's events, verify the hash chains.
+    #[command(
+        after_help = "Examples:\n  keyledger audit KEY_ID --at 2025-03-01T09:00:00Z\n  keyledger audit export --org ORG_ID --output events.ndjson\n  keyledger audit verify"
+    )]
     Audit(audit::AuditArgs),
     /// Manage read models.
+    #[command(after_help = "Example:\n  keyledger projections rebuild key_list")]
     Projections {
         #[command(subcommand)]
         command: ProjectionsCommand,
@@ -71,6 +93,11 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum OrgsCommand {
     /// Create an organisation and its root key (holding every scope; shown once).
+    #[command(
+        long_about = "Create an organisation and its root key, which holds every scope. The \
+root key's secret is printed once; with --json as {\"org_id\": ..., \"root_key\": ...}.",
+        after_help = "Example:\n  keyledger orgs create --name Acme --plan professional --json"
+    )]
     Create {
         /// Its name.
         #[arg(long)]
@@ -87,7 +114,27 @@ enum OrgsCommand {
         #[command(flatten)]
         stores: StoreConfig,
     },
+    /// List the organisations: id, plan, active keys, name.
+    #[command(
+        long_about = "List every organisation, oldest first: its id, plan, number of active \
+keys (neither revoked nor expired) and name. Reads the read models, brought up to date \
+first; no server needs to be running.",
+        after_help = "Examples:\n  keyledger orgs list\n  keyledger orgs list --json"
+    )]
+    List {
+        /// Print a JSON array of {id, name, plan, created_at, version, integrity, active_keys}.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        stores: StoreConfig,
+    },
     /// Change an organisation's plan.
+    #[command(
+        long_about = "Change an organisation's plan: starter (no key creation), professional \
+(10 active keys, 100 requests per minute per key) or enterprise (no key limit, 500 per \
+minute per key).",
+        after_help = "Example:\n  keyledger orgs set-plan ORG_ID enterprise"
+    )]
     SetPlan {
         /// The organisation's id.
         org: OrgId,
@@ -100,7 +147,30 @@ enum OrgsCommand {
 
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
-    /// List an organisation's keys (never a secret).
+    /// Create a key and print its secret once (the way back in when the root key is lost).
+    #[command(
+        long_about = "Create a key in an organisation and print its secret once. It goes \
+through the same checks as POST /organizations/{org}/api-keys, as the operator (actor \
+cli:$USER), so it needs no other key: the way back in when every key that may create keys \
+is lost. Use --all-scopes for a new root key.",
+        after_help = "Examples:\n  keyledger keys create ORG_ID --name \"SAP ERP\" --scopes work-orders:read,assets:read\n  keyledger keys create ORG_ID --name \"new root\" --all-scopes --json"
+    )]
+    Create(keys::CreateArgs),
+    /// Rotate a key: a new secret now, the old one works for a grace period.
+    #[command(
+        long_about = "Rotate a key: create its successor (same name, scopes, networks, \
+environment, rate limit and expiry) and print the new secret once. The old key keeps \
+working for --grace-period-seconds (default 3600), then stops.",
+        after_help = "Example:\n  keyledger keys rotate KEY_ID --grace-period-seconds 600"
+    )]
+    Rotate(keys::RotateArgs),
+    /// List an organisation's keys (never a secret), with when each was last used.
+    #[command(
+        long_about = "List an organisation's keys, newest first: id, prefix, status, when it \
+was created, when it was LAST USED (\"never\" before its first call) and its name. Never a \
+secret or a hash.",
+        after_help = "Examples:\n  keyledger keys list ORG_ID\n  keyledger keys list ORG_ID --status active --json"
+    )]
     List {
         /// The organisation's id.
         org: OrgId,
@@ -114,6 +184,11 @@ enum KeysCommand {
         stores: StoreConfig,
     },
     /// Show one key.
+    #[command(
+        long_about = "Show one key as JSON: its settings, status, integrity and usage \
+counters (never its secret or hash).",
+        after_help = "Example:\n  keyledger keys show KEY_ID"
+    )]
     Show {
         /// The key's id.
         key: KeyId,
@@ -121,6 +196,11 @@ enum KeysCommand {
         stores: StoreConfig,
     },
     /// Revoke a key (idempotent).
+    #[command(
+        long_about = "Revoke a key, for good. Every node refuses it within moments (the \
+revocation bus). Revoking a revoked key changes nothing and succeeds.",
+        after_help = "Example:\n  keyledger keys revoke KEY_ID --reason \"leaked in a log\""
+    )]
     Revoke {
         /// The key's id.
         key: KeyId,
@@ -135,6 +215,11 @@ enum KeysCommand {
 #[derive(Debug, Subcommand)]
 enum ProjectionsCommand {
     /// Replay the whole event store into one read model (or all) from position 0.
+    #[command(
+        long_about = "Replay the whole event store into one read model (or all of them) from \
+position 0, with a progress bar.",
+        after_help = "Examples:\n  keyledger projections rebuild\n  keyledger projections rebuild key_list"
+    )]
     Rebuild {
         /// The projection to rebuild; all when omitted.
         name: Option<String>,
@@ -273,6 +358,7 @@ async fn orgs(command: OrgsCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        OrgsCommand::List { json, stores } => orgs::list(&stores, json).await,
         OrgsCommand::SetPlan { org, plan, stores } => {
             let opened = open_stores(&stores).await?;
             let keys = KeyService::new(opened.events.clone());
@@ -301,6 +387,8 @@ async fn catch_up(opened: &Stores) -> anyhow::Result<()> {
 
 async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     match command {
+        KeysCommand::Create(args) => keys::create(args).await,
+        KeysCommand::Rotate(args) => keys::rotate(args).await,
         KeysCommand::List {
             org,
             status,
@@ -325,18 +413,7 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
-                // The prefix column fits today's prefixes (older keys' are shorter).
-                let w = domain::token::PREFIX_LEN;
-                println!(
-                    "{:<36}  {:<w$}  {:<8}  {:<24}  NAME",
-                    "ID", "PREFIX", "STATUS", "CREATED"
-                );
-                for k in all {
-                    println!(
-                        "{:<36}  {:<w$}  {:<8}  {:<24}  {}",
-                        k.id, k.prefix, k.status, k.created_at, k.name
-                    );
-                }
+                keys::print_table(&all);
             }
             Ok(())
         }
@@ -420,9 +497,12 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let stores = open_stores(&cfg.stores).await?;
     let keys = Arc::new(KeyService::new(stores.events.clone()));
 
-    if !cfg.no_bootstrap {
-        bootstrap(&keys, environment).await?;
-    }
+    // The root key made by a first start, for the next step printed once listening.
+    let root = if cfg.no_bootstrap {
+        None
+    } else {
+        bootstrap(&keys, environment).await?
+    };
 
     if cfg.cache_ttl_seconds == 0 {
         anyhow::bail!("KEYLEDGER_CACHE_TTL_SECONDS: must be at least 1");
@@ -521,6 +601,9 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(address = %local, environment = environment.as_str(), "keyledger listening");
     // Tests and scripts read this line to find a port chosen by the OS (`:0`).
     println!("listening on http://{local}");
+    if let Some(root) = root {
+        print!("{}", next_step(local, root.expose_secret()));
+    }
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -542,8 +625,12 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
 }
 
 /// On an empty event store: the `default` organisation (enterprise) and a root key holding
-/// every scope, printed once to stdout. Two nodes starting at once create one.
-async fn bootstrap(keys: &KeyService, environment: Environment) -> anyhow::Result<()> {
+/// every scope, printed once to stdout. Two nodes starting at once create one. Returns
+/// the root key's token when this node created it.
+async fn bootstrap(
+    keys: &KeyService,
+    environment: Environment,
+) -> anyhow::Result<Option<domain::Token>> {
     match keys.bootstrap(environment).await {
         Ok(Some((org, root))) => {
             // Printed to stdout only, never logged: this is the one time it is shown.
@@ -556,11 +643,31 @@ async fn bootstrap(keys: &KeyService, environment: Environment) -> anyhow::Resul
                 root.token.expose_secret()
             );
             tracing::info!(org_id = %org.id, key_prefix = %root.key.prefix, "bootstrapped the default organization");
-            Ok(())
+            Ok(Some(root.token))
         }
-        Ok(None) => Ok(()),
+        Ok(None) => Ok(None),
         Err(e) => Err(anyhow::anyhow!("bootstrap failed: {e}")),
     }
+}
+
+/// What to do after a first start, printed once to stdout (never logged, it holds the
+/// root key): the console's URL and a curl that works pasted into bash or zsh (the key and
+/// the URL single-quoted). An unspecified listen address becomes the loopback one.
+fn next_step(listening: std::net::SocketAddr, root_key: &str) -> String {
+    let ip = match listening.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+        }
+        ip => ip,
+    };
+    let base = format!("http://{}", std::net::SocketAddr::new(ip, listening.port()));
+    format!(
+        "next step: open {base}/console and sign in with the root key, or try it:\n  \
+         curl -sS -H 'Authorization: Bearer {root_key}' '{base}/whoami'\n"
+    )
 }
 
 async fn shutdown_signal() {
@@ -581,4 +688,49 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn every_command_explains_itself_with_an_example() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in cmd.get_subcommands() {
+                let path = format!("{path} {}", sub.get_name());
+                let example = sub
+                    .get_after_help()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                if sub.get_about().is_none() || !example.contains("keyledger ") {
+                    missing.push(path.clone());
+                }
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "keyledger", &mut missing);
+        // clap's own `help` subcommands explain themselves.
+        missing.retain(|p| !p.ends_with(" help"));
+        assert!(missing.is_empty(), "no description or example: {missing:?}");
+    }
+
+    #[test]
+    fn the_next_step_names_the_console_and_a_quoted_curl_on_loopback() {
+        let text = next_step("0.0.0.0:8080".parse().unwrap(), "kl_live_abc");
+        assert!(text.contains("http://127.0.0.1:8080/console"), "{text}");
+        assert!(
+            text.contains(
+                "curl -sS -H 'Authorization: Bearer kl_live_abc' 'http://127.0.0.1:8080/whoami'"
+            ),
+            "{text}"
+        );
+        let v6 = next_step("[::]:9000".parse().unwrap(), "k");
+        assert!(v6.contains("'http://[::1]:9000/whoami'"), "{v6}");
+        let bound = next_step("10.1.2.3:80".parse().unwrap(), "k");
+        assert!(bound.contains("http://10.1.2.3:80/console"), "{bound}");
+    }
 }

@@ -22,7 +22,7 @@ pub mod usage;
 pub use db::{Backend, ReadDb};
 pub use feed::Feed;
 pub use keys::{KeyListProjection, KeyQueries, KeyRow, KeyUsage};
-pub use orgs::{OrgQueries, OrgRow, OrganizationsProjection};
+pub use orgs::{OrgQueries, OrgRow, OrgSummary, OrganizationsProjection};
 pub use page::{Cursor, Page, QueryError};
 pub use runtime::{Projection, ProjectionError, Projector, ProjectorHandle, rebuild};
 pub use usage::{

@@ -1,6 +1,7 @@
 //! The organisations read model (projection `organizations`, table `organizations`).
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use domain::events::OrganizationEvent;
 use domain::ids::{OrgId, StreamId};
 use domain::store::RecordedEvent;
@@ -151,4 +152,47 @@ impl OrgQueries {
         })
         .transpose()
     }
+
+    /// Every organisation, oldest first, each with how many of its keys are active at
+    /// `now` (not revoked, not expired: the rule of [`crate::keys::KeyQueries::list`]).
+    /// For the operator's `orgs list`: not paged, an installation has few organisations.
+    pub async fn list_with_active_keys(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OrgSummary>, QueryError> {
+        let rows = sqlx::query(
+            "SELECT o.id, o.name, o.plan, o.created_at, o.version, o.integrity, \
+             (SELECT count(*) FROM api_keys k WHERE k.org_id = o.id AND k.revoked_at IS NULL \
+              AND (k.expires_at IS NULL OR k.expires_at > $1)) AS active_keys \
+             FROM organizations o ORDER BY o.created_at, o.id",
+        )
+        .bind(timestamp(now))
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(OrgSummary {
+                    org: OrgRow {
+                        id: column(row, TABLE, "id")?,
+                        name: column(row, TABLE, "name")?,
+                        plan: column(row, TABLE, "plan")?,
+                        created_at: column(row, TABLE, "created_at")?,
+                        version: column(row, TABLE, "version")?,
+                        integrity: column(row, TABLE, "integrity")?,
+                    },
+                    active_keys: column(row, TABLE, "active_keys")?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// An organisation and its number of active keys ([`OrgQueries::list_with_active_keys`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrgSummary {
+    /// The organisation.
+    #[serde(flatten)]
+    pub org: OrgRow,
+    /// Its keys neither revoked nor expired.
+    pub active_keys: i64,
 }

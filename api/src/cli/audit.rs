@@ -48,6 +48,9 @@ pub struct AuditArgs {
 enum AuditCommand {
     /// Write every event of an organisation's streams (its own, its keys' lifecycle and
     /// usage streams) as NDJSON, secret hashes removed: for a data warehouse.
+    #[command(
+        after_help = "Example:\n  keyledger audit export --org ORG_ID --output events.ndjson"
+    )]
     Export {
         /// The organisation's id.
         #[arg(long)]
@@ -60,6 +63,9 @@ enum AuditCommand {
     },
     /// Recompute every hash chain (or one organisation's) and name the first event that
     /// was altered, deleted or reordered. Exits non-zero if any chain is broken.
+    #[command(
+        after_help = "Examples:\n  keyledger audit verify\n  keyledger audit verify --org ORG_ID"
+    )]
     Verify {
         /// Only this organisation's stream and its keys' streams.
         #[arg(long)]

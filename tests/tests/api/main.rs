@@ -13,6 +13,7 @@ mod flood;
 mod helpers;
 mod hotpath;
 mod keys;
+mod operator;
 mod platform;
 mod tamper;
 mod usage;
