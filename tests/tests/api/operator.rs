@@ -306,12 +306,7 @@ async fn a_first_start_prints_the_console_and_a_curl_that_works_in_bash_and_zsh(
         "{curl}"
     );
     assert!(has("curl"), "curl is needed to run the printed line");
-    let mut shells = vec!["bash"];
-    if has("zsh") {
-        shells.push("zsh");
-    } else {
-        eprintln!("note: zsh is not installed; the printed curl was run by bash only");
-    }
+    let shells = shells();
     for shell in shells {
         let (ok, stdout, stderr) = run_in(shell, &curl);
         assert!(ok, "{shell} -c {curl}: {stderr}");
@@ -410,12 +405,7 @@ async fn the_readmes_quick_start_works_in_bash_and_zsh(backend: Backend) {
         !script.contains("kl_live_...'"),
         "a placeholder left:\n{script}"
     );
-    let mut shells = vec!["bash"];
-    if has("zsh") {
-        shells.push("zsh");
-    } else {
-        eprintln!("note: zsh is not installed; the Quick start was run by bash only");
-    }
+    let shells = shells();
     for shell in shells {
         // Act
         let (ok, stdout, stderr) = run_in(shell, &format!("set -e\n{script}"));
@@ -440,3 +430,17 @@ test_support::backend_tests!(
     a_first_start_prints_the_console_and_a_curl_that_works_in_bash_and_zsh,
     the_readmes_quick_start_works_in_bash_and_zsh,
 );
+
+/// The shells to paste into: bash, and zsh where it is installed. `.ci/run` installs zsh
+/// and sets `KEYLEDGER_TEST_REQUIRE_ZSH=1`, so that CI fails rather than skip it.
+fn shells() -> Vec<&'static str> {
+    if has("zsh") {
+        return vec!["bash", "zsh"];
+    }
+    assert!(
+        std::env::var_os("KEYLEDGER_TEST_REQUIRE_ZSH").is_none(),
+        "KEYLEDGER_TEST_REQUIRE_ZSH is set but zsh is not installed"
+    );
+    eprintln!("note: zsh is not installed; run by bash only");
+    vec!["bash"]
+}
