@@ -23,7 +23,7 @@ use crate::app::AppState;
 #[openapi(
     info(title = "keyledger", description = "An event-sourced API key service."),
     modifiers(&BearerAuth),
-    tags((name = "api-keys", description = "Manage keys"), (name = "usage", description = "Usage analytics and the calling key"), (name = "platform", description = "Health"))
+    tags((name = "api-keys", description = "Manage keys"), (name = "usage", description = "Usage analytics and the calling key"), (name = "verify", description = "Protect other APIs: verify a key, gateway auth"), (name = "platform", description = "Health"))
 )]
 pub struct ApiDoc;
 
@@ -117,7 +117,7 @@ fn error_description(status: u16) -> &'static str {
         401 => "`invalid_token`: no valid bearer token (with `WWW-Authenticate`)",
         403 => {
             "`insufficient_scope` (the scope is named), `scope_not_held`, `ip_not_allowed`, \
-             `plan_required` or `key_limit_reached`"
+             `plan_required`, `key_limit_reached`, or (gateway) `no_route_rule`"
         }
         404 => "`not_found`: no such resource in this organisation",
         409 => {

@@ -38,6 +38,9 @@ impl Scope {
     pub const API_KEYS_WRITE: Scope = Scope("api-keys:write");
     /// Revoke keys.
     pub const API_KEYS_REVOKE: Scope = Scope("api-keys:revoke");
+    /// Verify other keys of the organisation for a service of its own
+    /// (`POST /v1/keys/verify`).
+    pub const KEYS_VERIFY: Scope = Scope("keys:verify");
 
     /// The data scopes, in catalogue order.
     pub const DATA: &'static [Scope] = &[
@@ -59,11 +62,15 @@ impl Scope {
         Scope::API_KEYS_REVOKE,
     ];
 
+    /// The scopes of services that protect their own APIs with keyledger's keys.
+    pub const SERVICE: &'static [Scope] = &[Scope::KEYS_VERIFY];
+
     /// Looks a scope up in the catalogue.
     pub fn parse(s: &str) -> Result<Scope, ScopeError> {
         Scope::DATA
             .iter()
             .chain(Scope::MANAGEMENT)
+            .chain(Scope::SERVICE)
             .copied()
             .find(|scope| scope.0 == s)
             .ok_or_else(|| ScopeError::Unknown(s.to_owned()))
@@ -84,6 +91,7 @@ impl Scope {
         Scope::DATA
             .iter()
             .chain(Scope::MANAGEMENT)
+            .chain(Scope::SERVICE)
             .copied()
             .collect()
     }
@@ -230,7 +238,7 @@ mod tests {
         for scope in Scope::all().iter() {
             assert_eq!(Scope::parse(scope.as_str()), Ok(scope));
         }
-        assert_eq!(Scope::all().len(), 12);
+        assert_eq!(Scope::all().len(), 13);
         assert_eq!(Scope::data_scopes().len(), 8);
     }
 

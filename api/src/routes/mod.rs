@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod data;
+pub mod gateway;
 pub mod keys;
 pub mod platform;
 pub mod usage;
@@ -23,11 +24,13 @@ pub fn protected() -> OpenApiRouter<AppState> {
         .merge(usage::router())
         .merge(audit::router())
         .merge(data::router())
+        .merge(gateway::verify_router())
 }
 
-/// The documented routes that need no key (health).
+/// The documented routes outside the auth layer: health, and the gateway endpoint, which
+/// runs the auth order itself with the scope its route rules name.
 pub fn public() -> OpenApiRouter<AppState> {
-    platform::router()
+    platform::router().merge(gateway::gateway_router())
 }
 
 /// `ETag: "<version>"`.
