@@ -22,6 +22,15 @@ use crate::app::AppState;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "keyledger", description = "An event-sourced API key service."),
+    // The schemas that only query parameters name (`routes!` collects those of bodies and
+    // responses, not of `IntoParams`); a test checks every `$ref` resolves.
+    components(schemas(
+        ScopeName,
+        crate::routes::keys::KeyStatusName,
+        crate::routes::keys::EnvironmentName,
+        crate::routes::usage::GranularityName,
+        crate::routes::audit::IncludeName,
+    )),
     modifiers(&BearerAuth),
     tags((name = "api-keys", description = "Manage keys"), (name = "usage", description = "Usage analytics and the calling key"), (name = "verify", description = "Protect other APIs: verify a key, gateway auth"), (name = "platform", description = "Health"))
 )]
@@ -401,6 +410,30 @@ mod tests {
                 json!([{ "bearer": want }]),
                 "{method} {path}"
             );
+        }
+    }
+
+    #[test]
+    fn it_should_resolve_every_reference_of_the_served_document() {
+        fn refs(v: &Value, out: &mut Vec<String>) {
+            match v {
+                Value::Object(m) => {
+                    if let Some(Value::String(r)) = m.get("$ref") {
+                        out.push(r.clone());
+                    }
+                    m.values().for_each(|v| refs(v, out));
+                }
+                Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+                _ => {}
+            }
+        }
+        let doc = served();
+        let mut all = Vec::new();
+        refs(&doc, &mut all);
+        assert!(!all.is_empty());
+        for r in all {
+            let pointer = r.trim_start_matches('#');
+            assert!(doc.pointer(pointer).is_some(), "{r} does not resolve");
         }
     }
 
