@@ -10,6 +10,7 @@ mod contract;
 mod crash;
 mod data;
 mod flood;
+mod gateway;
 mod helpers;
 mod hotpath;
 mod keys;
