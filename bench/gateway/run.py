@@ -10,7 +10,7 @@
   verify               POST /v1/keys/verify on keyledger directly (durable)
 
 Each keyledger case uses --keys valid keys in turn (warmed: argon2 once per key).
-Usage: python3 bench/gateway/run.py [--duration 8] [--connections 64] [--keys 200]
+Usage: python3 bench/gateway/run.py [--duration 8] [--connections 64] [--keys 600]
 Needs: wrk, nginx with auth_request (Debian: nginx-light), Postgres
 (KEYLEDGER_BENCH_POSTGRES_URL), release binaries (cargo build --release -p api -p bench --bins).
 """
@@ -72,7 +72,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--connections", type=int, default=64)
-    ap.add_argument("--keys", type=int, default=200)
+    ap.add_argument("--keys", type=int, default=600)
     a = ap.parse_args()
     for tool in ("wrk", "nginx", "psql"):
         if not shutil.which(tool):

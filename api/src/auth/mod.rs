@@ -38,6 +38,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use domain::apikey;
 use domain::events::ApiCallRecorded;
+use domain::scope::Scope;
 
 use self::client_ip::client_ip_of;
 use self::scopes::{Access, AccessTable};
@@ -82,8 +83,15 @@ pub async fn authenticate(
     let request_id = request_id_of(req.headers());
     let client_ip = client_ip_of(req.extensions(), req.headers(), &app.trusted_proxies);
 
-    // 3 to 5, then 6: the handler.
-    let (mut response, limit_state) = match admit(app, &key, client_ip, &[required]).await {
+    // 3 to 5, then 6: the handler. A verifying service's own limit is not spent by its
+    // verify calls: the verified key's is (else one busy service would be held to one
+    // key's limit for all its callers). Its calls are still recorded.
+    let admitted = if required == Access::Scope(Scope::KEYS_VERIFY) {
+        admit_unlimited(app, &key, client_ip, &[required]).await
+    } else {
+        admit(app, &key, client_ip, &[required]).await
+    };
+    let (mut response, limit_state) = match admitted {
         Err(refusal) => (refusal.error.into_response(), refusal.limit),
         Ok(limit_state) => {
             req.extensions_mut().insert(Principal { key: key.clone() });
@@ -123,6 +131,38 @@ pub async fn admit(
     required: &[Access],
 ) -> Result<RateLimitState, Refusal> {
     let per_minute = app.requests_per_minute(key).await;
+    where_and_what(app, key, per_minute, client_ip, required)?;
+    // 5. How often.
+    app.limits
+        .check(key.id, per_minute)
+        .map_err(|exceeded| Refusal {
+            error: ApiError::RateLimited {
+                retry_after_secs: exceeded.retry_after_seconds,
+            },
+            limit: exceeded.state,
+        })
+}
+
+/// Steps 3 and 4 only: the key's rate limit is shown, not spent.
+pub async fn admit_unlimited(
+    app: &App,
+    key: &apikey::State,
+    client_ip: Option<IpAddr>,
+    required: &[Access],
+) -> Result<RateLimitState, Refusal> {
+    let per_minute = app.requests_per_minute(key).await;
+    where_and_what(app, key, per_minute, client_ip, required)?;
+    Ok(app.limits.peek(key.id, per_minute))
+}
+
+/// Steps 3 (where from) and 4 (what for).
+fn where_and_what(
+    app: &App,
+    key: &apikey::State,
+    per_minute: u32,
+    client_ip: Option<IpAddr>,
+    required: &[Access],
+) -> Result<(), Refusal> {
     let refuse = |error| Refusal {
         error,
         limit: app.limits.peek(key.id, per_minute),
@@ -143,15 +183,7 @@ pub async fn admit(
             )));
         }
     }
-    // 5. How often.
-    app.limits
-        .check(key.id, per_minute)
-        .map_err(|exceeded| Refusal {
-            error: ApiError::RateLimited {
-                retry_after_secs: exceeded.retry_after_seconds,
-            },
-            limit: exceeded.state,
-        })
+    Ok(())
 }
 
 /// One call of an identified key, as step 6 records it.

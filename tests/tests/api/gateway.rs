@@ -244,6 +244,36 @@ async fn verify_spends_the_verified_keys_rate_limit(backend: Backend) {
     assert_eq!(usage.body["all_time"]["rate_limited_calls"], limited_calls);
 }
 
+async fn a_verifying_services_own_limit_is_not_spent_by_its_verify_calls(backend: Backend) {
+    // Arrange: a service key allowed 1 call a minute, and a key to verify.
+    let app = spawn_app(backend).await;
+    let (org, root_key) = app.bootstrap();
+    let root = app.api(&org, &root_key);
+    let (service_id, service_key) = key(
+        &root,
+        json!({"name": "svc", "scopes": ["keys:verify"], "rate_limit_per_minute": 1}),
+    )
+    .await;
+    let (_, presented) = key(
+        &root,
+        json!({"name": "ERP", "scopes": ["work-orders:read"]}),
+    )
+    .await;
+    let service = app.api(&org, &service_key);
+
+    // Act
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(verify(&service, json!({"token": presented})).await.0);
+    }
+
+    // Assert: every verify answered; the service's calls are still recorded.
+    assert_eq!(statuses, vec![StatusCode::OK; 3]);
+    let (total, routes) = usage_of(&root, &service_id).await;
+    assert_eq!(total, 3);
+    assert_eq!(routes, vec![("POST".into(), "/v1/keys/verify".into(), 3)]);
+}
+
 /// `GET /v1/gateway/auth` as nginx calls it.
 async fn gateway(app: &TestApp, token: Option<&str>, method: &str, uri: &str) -> reqwest::Response {
     let mut req = app
@@ -321,5 +351,6 @@ test_support::backend_tests!(
     verify_refuses_with_a_code_and_never_vouches_for_another_organisations_key,
     verify_needs_the_keys_verify_scope_and_names_a_bad_field,
     verify_spends_the_verified_keys_rate_limit,
+    a_verifying_services_own_limit_is_not_spent_by_its_verify_calls,
     the_gateway_endpoint_applies_its_route_rules,
 );
