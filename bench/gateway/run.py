@@ -101,20 +101,20 @@ def main():
                 os.makedirs(ng_dir)
                 ng, auth_url, direct_url = nginx(ng_dir, node.url.removeprefix("http://"), upstream)
                 try:
+                    # bench/hotpath/tokens.lua: WRK_PATH, or verify with SERVICE_KEY.
                     os.environ["WRK_PATH"] = "/invoices/1"
                     if durability == "durable":
-                        results["direct"] = wrk(direct_url + "/invoices/1", a.duration, a.connections, tokens,
-                                                script=os.path.join(ROOT, "bench", "gateway", "gateway.lua"))
+                        results["direct"] = wrk(direct_url + "/invoices/1", a.duration, a.connections, tokens)
                         progress("nginx direct done")
-                    results[f"auth {durability}"] = wrk(auth_url + "/invoices/1", a.duration, a.connections, tokens,
-                                                       script=os.path.join(ROOT, "bench", "gateway", "gateway.lua"))
+                    results[f"auth {durability}"] = wrk(auth_url + "/invoices/1", a.duration, a.connections, tokens)
                     progress(f"nginx + keyledger ({durability}) done")
                     if durability == "durable":
+                        os.environ["WRK_PATH"] = "/whoami"
                         results["whoami"] = wrk(node.url + "/whoami", a.duration, a.connections, tokens)
                         progress("whoami done")
                         os.environ["SERVICE_KEY"] = node.root
-                        results["verify"] = wrk(node.url + "/v1/keys/verify", a.duration, a.connections, tokens,
-                                                script=os.path.join(ROOT, "bench", "gateway", "verify.lua"))
+                        results["verify"] = wrk(node.url + "/v1/keys/verify", a.duration, a.connections, tokens)
+                        del os.environ["SERVICE_KEY"]
                         progress("verify done")
                 finally:
                     stop(ng)

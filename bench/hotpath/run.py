@@ -125,11 +125,11 @@ def metric(base, name):
     return total
 
 
-def wrk(url, duration, connections, tokens_file=None, script=None):
+def wrk(url, duration, connections, tokens_file=None):
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url]
     env = dict(os.environ)
     if tokens_file:
-        cmd[1:1] = ["-s", script or os.path.join(ROOT, "bench", "hotpath", "tokens.lua")]
+        cmd[1:1] = ["-s", os.path.join(ROOT, "bench", "hotpath", "tokens.lua")]
         env["TOKENS_FILE"] = tokens_file
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=duration + 60).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
