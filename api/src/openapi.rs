@@ -194,7 +194,8 @@ const WITH_ETAG: [&str; 6] = [
 ];
 
 /// Operations whose 201 carries `Location`.
-const WITH_LOCATION: [&str; 4] = [
+const WITH_LOCATION: [&str; 5] = [
+    "declare_scope",
     "create_key",
     "rotate_key",
     "create_work_order",

@@ -6,10 +6,13 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// One permission from the catalogue. Only catalogue scopes can be constructed.
+/// One permission: from the catalogue, or a custom scope an organisation declared
+/// ([`Scope::declare`], e.g. `billing:read`). Both are a `&'static str`: custom names are
+/// interned, so a scope stays as cheap to copy and compare as a constant.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Scope(&'static str);
 
@@ -76,6 +79,44 @@ impl Scope {
             .ok_or_else(|| ScopeError::Unknown(s.to_owned()))
     }
 
+    /// A custom scope: `resource:action`, each part a lowercase letter then lowercase
+    /// letters, digits or `-`, at most 64 characters in all, and not a catalogue name.
+    /// The name is interned for the life of the process, so only names that are declared
+    /// (an organisation's `ScopeDeclared` events, the gateway's rules) come here; a name
+    /// from a request is looked up with [`Scope::lookup`], which never interns.
+    pub fn declare(name: &str) -> Result<Scope, ScopeError> {
+        if let Ok(builtin) = Scope::parse(name) {
+            return Err(ScopeError::Shadows(builtin));
+        }
+        check_custom_name(name)?;
+        let mut interned = custom_names()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(known) = interned.get(name) {
+            return Ok(Scope(known));
+        }
+        let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        interned.insert(leaked);
+        Ok(Scope(leaked))
+    }
+
+    /// A catalogue scope, or a custom one this process already knows (declared in an
+    /// organisation it has loaded); `None` otherwise. Never interns.
+    pub fn lookup(name: &str) -> Option<Scope> {
+        Scope::parse(name).ok().or_else(|| {
+            custom_names()
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(name)
+                .map(|known| Scope(known))
+        })
+    }
+
+    /// Whether this is a custom scope (not in the catalogue).
+    pub fn is_custom(&self) -> bool {
+        Scope::parse(self.0).is_err()
+    }
+
     /// The scope's name, e.g. `work-orders:read`.
     pub const fn as_str(&self) -> &'static str {
         self.0
@@ -94,6 +135,25 @@ impl Scope {
             .chain(Scope::SERVICE)
             .copied()
             .collect()
+    }
+}
+
+/// Custom scope names known to this process.
+fn custom_names() -> &'static Mutex<BTreeSet<&'static str>> {
+    static NAMES: OnceLock<Mutex<BTreeSet<&'static str>>> = OnceLock::new();
+    NAMES.get_or_init(|| Mutex::new(BTreeSet::new()))
+}
+
+/// The form of a custom scope's name (see [`Scope::declare`]).
+pub fn check_custom_name(name: &str) -> Result<(), ScopeError> {
+    let part = |p: &str| {
+        let mut chars = p.chars();
+        chars.next().is_some_and(|c| c.is_ascii_lowercase())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    match name.split_once(':') {
+        Some((resource, action)) if name.len() <= 64 && part(resource) && part(action) => Ok(()),
+        _ => Err(ScopeError::Invalid(name.to_owned())),
     }
 }
 
@@ -125,8 +185,12 @@ impl Serialize for Scope {
 
 impl<'de> Deserialize<'de> for Scope {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Stored events and read models hold catalogue names and the custom names their
+        // organisations declared.
         let s = String::deserialize(deserializer)?;
-        Scope::parse(&s).map_err(serde::de::Error::custom)
+        Scope::parse(&s)
+            .or_else(|_| Scope::declare(&s))
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -136,6 +200,14 @@ pub enum ScopeError {
     /// The name is not in the catalogue.
     #[error("unknown scope {0:?}")]
     Unknown(String),
+    /// Not of the form of a custom scope (`resource:action`, lowercase).
+    #[error(
+        "{0:?} is not a scope name: `resource:action`, lowercase letters, digits and '-', at most 64 characters"
+    )]
+    Invalid(String),
+    /// A custom scope may not take a catalogue scope's name.
+    #[error("{0} is a built-in scope")]
+    Shadows(Scope),
     /// A key tried to grant a scope it does not hold itself.
     #[error("cannot grant scope {0} that the acting key does not hold")]
     NotHeld(Scope),
@@ -179,9 +251,16 @@ impl Scopes {
         self.0.is_subset(&other.0)
     }
 
-    /// The first scope (in sorted order) of `self` that `holder` lacks.
+    /// The first scope (in sorted order) of `self` that `holder` lacks, for granting and
+    /// managing keys. A holder of every built-in scope (a root key) counts as holding every
+    /// custom scope: someone must be able to hand out a scope the organisation just
+    /// declared (the domain checks that it is declared).
     pub fn first_missing_from(&self, holder: &Scopes) -> Option<Scope> {
-        self.0.difference(&holder.0).next().copied()
+        let root = Scope::all().is_subset_of(holder);
+        self.0
+            .difference(&holder.0)
+            .find(|s| !(root && s.is_custom()))
+            .copied()
     }
 
     /// The scopes in sorted order.
@@ -234,6 +313,57 @@ mod tests {
     use super::*;
 
     #[test]
+    fn it_should_declare_custom_scopes_of_the_right_form_and_never_a_builtin_name() {
+        let billing = Scope::declare("billing:read").unwrap();
+        assert_eq!(billing.as_str(), "billing:read");
+        assert!(billing.is_custom() && !Scope::ASSETS_READ.is_custom());
+        assert_eq!(Scope::declare("billing:read").unwrap(), billing);
+        assert_eq!(Scope::lookup("billing:read"), Some(billing));
+        assert_eq!(Scope::lookup("assets:read"), Some(Scope::ASSETS_READ));
+        assert_eq!(
+            Scope::declare("assets:read"),
+            Err(ScopeError::Shadows(Scope::ASSETS_READ))
+        );
+        for bad in [
+            "billing",
+            "Billing:read",
+            "billing:",
+            ":read",
+            "a:b:c",
+            "bil ling:read",
+            "1x:read",
+        ] {
+            assert_eq!(
+                Scope::declare(bad),
+                Err(ScopeError::Invalid(bad.into())),
+                "{bad}"
+            );
+        }
+        assert!(Scope::declare(&format!("{}:read", "a".repeat(60))).is_err());
+    }
+
+    #[test]
+    fn it_should_let_a_root_key_grant_custom_scopes_and_no_other_key() {
+        let custom: Scopes = [Scope::declare("ledger:write").unwrap()]
+            .into_iter()
+            .collect();
+        assert!(ensure_can_grant(&Scope::all(), &custom).is_ok());
+        assert!(ensure_can_grant(&Scope::data_scopes(), &custom).is_err());
+    }
+
+    #[test]
+    fn it_should_not_intern_a_name_it_only_looks_up() {
+        assert_eq!(Scope::lookup("never-declared:read"), None);
+        assert_eq!(Scope::lookup("never-declared:read"), None);
+    }
+
+    #[test]
+    fn it_should_read_a_stored_custom_scope() {
+        let scopes: Scopes = serde_json::from_str(r#"["stored:write", "assets:read"]"#).unwrap();
+        assert_eq!(scopes.names(), vec!["assets:read", "stored:write"]);
+    }
+
+    #[test]
     fn it_should_parse_every_catalogue_scope() {
         for scope in Scope::all().iter() {
             assert_eq!(Scope::parse(scope.as_str()), Ok(scope));
@@ -262,9 +392,9 @@ mod tests {
     }
 
     #[test]
-    fn it_should_reject_an_unknown_scope_in_json() {
-        let err = serde_json::from_str::<Scopes>(r#"["bogus:read"]"#).unwrap_err();
-        assert!(err.to_string().contains("bogus:read"));
+    fn it_should_reject_a_name_that_is_no_scope_in_json() {
+        let err = serde_json::from_str::<Scopes>(r#"["Bogus read"]"#).unwrap_err();
+        assert!(err.to_string().contains("Bogus read"));
     }
 
     #[test]

@@ -459,7 +459,12 @@ impl From<organization::Error> for ApiError {
                     .into(),
             ),
             E::KeyLimitReached { limit } => ApiError::KeyLimitReached(limit),
-            E::AlreadyExists | E::KeyAlreadyIssued { .. } => ApiError::AlreadyExists(e.to_string()),
+            E::AlreadyExists | E::KeyAlreadyIssued { .. } | E::ScopeAlreadyDeclared { .. } => {
+                ApiError::AlreadyExists(e.to_string())
+            }
+            E::ScopeNotDeclared { .. } => ApiError::field("scopes", e.to_string()),
+            E::TooManyScopes => ApiError::field("name", e.to_string()),
+            E::InvalidScopeDescription => ApiError::field("description", e.to_string()),
         }
     }
 }

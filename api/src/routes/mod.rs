@@ -6,6 +6,7 @@
 //! layer's access table ([`crate::auth::scopes::AccessTable`]) too.
 
 pub mod audit;
+pub mod custom_scopes;
 pub mod data;
 pub mod gateway;
 pub mod keys;
@@ -25,6 +26,7 @@ pub fn protected() -> OpenApiRouter<AppState> {
         .merge(audit::router())
         .merge(data::router())
         .merge(gateway::verify_router())
+        .merge(custom_scopes::router())
 }
 
 /// The documented routes outside the auth layer: health, and the gateway endpoint, which

@@ -23,6 +23,11 @@ scope = "work-orders:read"
 method = "*"
 path = "/payments/**"
 scope = "assets:write"
+
+[[route]]
+method = "GET"
+path = "/billing/**"
+scope = "billing:read"
 "#;
 
 /// A rule file in a temp dir that lives as long as the returned guard.
@@ -274,6 +279,106 @@ async fn a_verifying_services_own_limit_is_not_spent_by_its_verify_calls(backend
     assert_eq!(routes, vec![("POST".into(), "/v1/keys/verify".into(), 3)]);
 }
 
+async fn custom_scopes_are_declared_held_verified_by_the_gateway_and_deleted(backend: Backend) {
+    // Arrange
+    let (_dir, rules) = rules_file();
+    let app = spawn_app_with(backend, &[("KEYLEDGER_GATEWAY_ROUTES", &rules)]).await;
+    let (org, root_key) = app.bootstrap();
+    let root = app.api(&org, &root_key);
+    let scopes = format!("/organizations/{org}/scopes");
+    let declare = |name: &str| {
+        root.call(
+            Method::POST,
+            &scopes,
+            Some(json!({"name": name, "description": "Read invoices"})),
+        )
+    };
+
+    // Act and Assert: declared once; a built-in or malformed name is refused.
+    let declared = declare("billing:read").await;
+    assert_eq!(declared.status, StatusCode::CREATED, "{}", declared.text);
+    assert_eq!(
+        declared.header("location"),
+        format!("{scopes}/billing:read")
+    );
+    assert_eq!(declare("billing:read").await.status, StatusCode::CONFLICT);
+    for bad in ["assets:read", "Billing", "billing read"] {
+        let refused = declare(bad).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+        assert_eq!(refused.body["field"], "name", "{bad}");
+    }
+    let listed = root.get(&scopes).await;
+    assert_eq!(
+        listed.body["items"],
+        json!([{"name": "billing:read", "description": "Read invoices"}])
+    );
+
+    // A key may hold it, and only a declared one.
+    let (_, holder) = key(
+        &root,
+        json!({"name": "billing", "scopes": ["billing:read"]}),
+    )
+    .await;
+    let undeclared = root
+        .create_key(json!({"name": "x", "scopes": ["reports:read"]}))
+        .await;
+    assert_eq!(undeclared.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(undeclared.body["field"], "scopes[0]");
+
+    // verify and the gateway check it.
+    let (_, valid) = verify(&root, json!({"token": holder, "scopes": ["billing:read"]})).await;
+    assert_eq!(valid["code"], "valid", "{valid}");
+    let (_, unheld) = verify(&root, json!({"token": holder, "scopes": ["reports:read"]})).await;
+    assert_eq!(unheld["code"], "insufficient_scope", "{unheld}");
+    let through = gateway(&app, Some(&holder), "GET", "/billing/invoices/7").await;
+    assert_eq!(through.status(), StatusCode::OK);
+
+    // Deleted: no new key may be given it; deleting again is a 404.
+    let deleted = root
+        .call(Method::DELETE, &format!("{scopes}/billing:read"), None)
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text);
+    let after = root
+        .create_key(json!({"name": "y", "scopes": ["billing:read"]}))
+        .await;
+    assert_eq!(
+        after.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        after.text
+    );
+    let again = root
+        .call(Method::DELETE, &format!("{scopes}/billing:read"), None)
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+}
+
+async fn declaring_a_scope_needs_api_keys_write(backend: Backend) {
+    // Arrange
+    let app = spawn_app(backend).await;
+    let (org, root_key) = app.bootstrap();
+    let root = app.api(&org, &root_key);
+    let (_, reader) = key(&root, json!({"name": "r", "scopes": ["api-keys:read"]})).await;
+    let reader = app.api(&org, &reader);
+    let scopes = format!("/organizations/{org}/scopes");
+
+    // Act
+    let refused = reader
+        .call(
+            Method::POST,
+            &scopes,
+            Some(json!({"name": "billing:read", "description": "d"})),
+        )
+        .await;
+    let listed = reader.get(&scopes).await;
+
+    // Assert
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(refused.body["scope"], "api-keys:write");
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(listed.body["items"], json!([]));
+}
+
 /// `GET /v1/gateway/auth` as nginx calls it.
 async fn gateway(app: &TestApp, token: Option<&str>, method: &str, uri: &str) -> reqwest::Response {
     let mut req = app
@@ -353,4 +458,6 @@ test_support::backend_tests!(
     verify_spends_the_verified_keys_rate_limit,
     a_verifying_services_own_limit_is_not_spent_by_its_verify_calls,
     the_gateway_endpoint_applies_its_route_rules,
+    custom_scopes_are_declared_held_verified_by_the_gateway_and_deleted,
+    declaring_a_scope_needs_api_keys_write,
 );

@@ -146,7 +146,12 @@ impl Rule {
                 p => Segment::Exact(p.to_owned()),
             });
         }
-        let scope = Scope::parse(raw.scope.trim()).map_err(|e| e.to_string())?;
+        // A catalogue scope, or a custom one (the organisations declare it; the rule names
+        // it ahead of them, so it is declared here too).
+        let name = raw.scope.trim();
+        let scope = Scope::parse(name)
+            .or_else(|_| Scope::declare(name))
+            .map_err(|e| e.to_string())?;
         Ok(Rule {
             method,
             pattern: raw.path,
@@ -237,8 +242,8 @@ mod tests {
                 r#"[[route]]
 method = "GET"
 path = "/x"
-scope = "billing:read""#,
-                "unknown scope",
+scope = "Billing read""#,
+                "not a scope name",
             ),
             (
                 r#"[[route]]

@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use domain::apikey::{self, KeyStatus};
-use domain::scope::Scope;
+use domain::scope::{Scope, check_custom_name};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -105,6 +105,9 @@ impl VerifyResponse {
 /// A verify request, checked.
 struct Checked {
     required: Vec<Access>,
+    /// A well-formed custom scope no key of this node holds (none has declared it): the
+    /// key cannot hold it.
+    unheld: Option<String>,
     method: String,
     route: String,
     ip: Option<IpAddr>,
@@ -117,10 +120,16 @@ impl VerifyRequest {
             errors.push(FieldError::new("token", "must be 1 to 512 characters"));
         }
         let mut required = Vec::new();
+        let mut unheld = None;
         for (i, name) in self.scopes.iter().flatten().enumerate() {
-            match Scope::parse(name) {
-                Ok(scope) => required.push(Access::Scope(scope)),
-                Err(e) => errors.push(FieldError::new(format!("scopes[{i}]"), e.to_string())),
+            match Scope::lookup(name) {
+                Some(scope) => required.push(Access::Scope(scope)),
+                // Never interned from a request: a key holding it would have made it known.
+                None if check_custom_name(name).is_ok() => unheld = Some(name.clone()),
+                None => errors.push(FieldError::new(
+                    format!("scopes[{i}]"),
+                    format!("{name:?} is not a scope name"),
+                )),
             }
         }
         let (method, route) = match self.route.as_deref() {
@@ -152,6 +161,7 @@ impl VerifyRequest {
         }
         Ok(Checked {
             required,
+            unheld,
             method,
             route,
             ip,
@@ -213,7 +223,16 @@ pub async fn verify_key(
         KeyStatus::Expired => return Ok(Json(VerifyResponse::of(&key, VerifyCode::Expired, None))),
         KeyStatus::Active => {}
     }
-    let (code, status, limit) = match admit(&state, &key, checked.ip, &checked.required).await {
+    let admitted = match &checked.unheld {
+        None => admit(&state, &key, checked.ip, &checked.required).await,
+        Some(name) => Err(Refusal {
+            error: ApiError::InsufficientScope(name.clone()),
+            limit: state
+                .limits
+                .peek(key.id, state.requests_per_minute(&key).await),
+        }),
+    };
+    let (code, status, limit) = match admitted {
         Ok(limit) => (VerifyCode::Valid, 200, limit),
         Err(Refusal { error, limit }) => {
             let code = match error {
