@@ -336,7 +336,10 @@ async function submitCreate(ev) {
       headers: { "Idempotency-Key": crypto.randomUUID() },
     });
     $("create-dialog").close();
-    showSecret(data.secret, `${data.name} (${data.prefix})`, async () => {
+    // The secret goes to the dialog's text node only; nothing else keeps it.
+    const secret = data.secret;
+    delete data.secret;
+    showSecret(secret, `${data.name} (${data.prefix})`, async () => {
       state.cursors = [null];
       await loadKeys();
       notice(`Key ${data.name} created.`);
@@ -667,7 +670,9 @@ async function submitRotate(ev) {
       headers: { "Idempotency-Key": crypto.randomUUID() },
     });
     $("rotate-dialog").close();
-    showSecret(data.secret, `${data.name} (${data.prefix})`, async () => {
+    const secret = data.secret;
+    delete data.secret;
+    showSecret(secret, `${data.name} (${data.prefix})`, async () => {
       await openKey(data.id);
       notice(`Key rotated: this is the new key. The old one stops after ${body.grace_period_seconds ?? 3600} seconds.`);
     });
