@@ -6,6 +6,7 @@
 mod audit;
 mod bounds;
 mod cluster;
+mod console;
 mod contract;
 mod crash;
 mod data;
