@@ -512,6 +512,17 @@ const SERIES = [
 ];
 const STEP = { minute: 60, hour: 3600, day: 86400 };
 
+// Each chart's latest request: an answer to an older one (the granularity changed, then
+// the range, before the first answer came) is dropped, so the chart never shows one
+// query's data under another's labels.
+const chartRequests = new Map();
+
+function latest(chartId) {
+  const n = (chartRequests.get(chartId) || 0) + 1;
+  chartRequests.set(chartId, n);
+  return () => chartRequests.get(chartId) === n;
+}
+
 function usageQuery(granularityId, rangeId) {
   const granularity = $(granularityId).value;
   const range = Number($(rangeId).value);
@@ -544,6 +555,8 @@ function rangeText(rangeId) {
 function drawChart(containerId, data, label) {
   const box = $(containerId);
   box.setAttribute("aria-label", label);
+  // How many buckets are drawn (the tests check the chart follows the query).
+  box.dataset.buckets = String(data[0].length);
   const old = state.charts.get(containerId);
   if (old) old.destroy();
   const width = Math.max(280, box.clientWidth || 600);
@@ -563,21 +576,24 @@ function drawChart(containerId, data, label) {
   state.charts.set(containerId, chart);
 }
 
-function chartSummary(totals, granularity, rangeId) {
-  return `${num(totals.total_calls)} calls, ${num(totals.error_calls)} errors, ${num(totals.rate_limited_calls)} 429s by ${granularity} over the ${rangeText(rangeId)}`;
+function chartSummary(totals, granularity, rangeLabel) {
+  return `${num(totals.total_calls)} calls, ${num(totals.error_calls)} errors, ${num(totals.rate_limited_calls)} 429s by ${granularity} over the ${rangeLabel}`;
 }
 
 async function loadKeyChart() {
   setError("key-chart-error", null);
   const { granularity, params } = usageQuery("key-granularity", "key-range");
+  const rangeLabel = rangeText("key-range");
+  const current = latest("key-chart");
   let resp;
   try {
     ({ data: resp } = await api(keyPath(state.key.id, `/usage?${params}`)));
   } catch (e) {
-    setError("key-chart-error", e);
+    if (current()) setError("key-chart-error", e);
     return;
   }
-  const summary = chartSummary(resp.totals, granularity, "key-range");
+  if (!current()) return;
+  const summary = chartSummary(resp.totals, granularity, rangeLabel);
   drawChart("key-chart", seriesData(resp), `Usage of ${state.key.name}: ${summary}`);
   $("key-chart-summary").textContent = `In the range: ${summary}.`;
 }
@@ -591,13 +607,16 @@ async function openOrg() {
 async function loadOrg() {
   setError("org-error", null);
   const { granularity, params } = usageQuery("org-granularity", "org-range");
+  const rangeLabel = rangeText("org-range");
+  const current = latest("org-chart");
   let resp;
   try {
     ({ data: resp } = await api(orgPath(`/usage?${params}`)));
   } catch (e) {
-    setError("org-error", e);
+    if (current()) setError("org-error", e);
     return;
   }
+  if (!current()) return;
   const rows = (t) => [
     ["Calls", num(t.total_calls)],
     ["Successful", num(t.successful_calls)],
@@ -607,7 +626,7 @@ async function loadOrg() {
   ];
   dl($("org-totals"), rows(resp.totals));
   dl($("org-all"), [...rows(resp.all_time), ["Last call", timeEl(resp.all_time.last_used_at)]]);
-  const summary = chartSummary(resp.totals, granularity, "org-range");
+  const summary = chartSummary(resp.totals, granularity, rangeLabel);
   drawChart("org-chart", seriesData(resp), `Organisation usage: ${summary}`);
   $("org-chart-summary").textContent = `In the range: ${summary}.`;
 }

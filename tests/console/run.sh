@@ -66,7 +66,10 @@ grep -q '^listening on ' "$work/server.log" || { cat "$work/server.log" >&2; ech
 CONSOLE_ROOT_KEY=$(sed -n 's/^bootstrap: root key[^:]*: //p' "$work/server.log")
 [ -n "$CONSOLE_ROOT_KEY" ] || { echo "FATAL: no bootstrap root key in the server's output" >&2; exit 1; }
 export CONSOLE_ROOT_KEY
-export CONSOLE_SHOTS=${CONSOLE_SHOTS:-$root/target/console-report}
+# A relative CONSOLE_SHOTS is taken from the repository's root (pytest runs in here).
+shots=${CONSOLE_SHOTS:-target/console-report}
+case "$shots" in /*) ;; *) shots="$root/$shots" ;; esac
+export CONSOLE_SHOTS="$shots"
 
 log "pytest (Playwright, /usr/bin/chromium)"
 cd "$here"

@@ -132,6 +132,8 @@ def test_an_admin_creates_uses_rotates_and_revokes_a_key(page: Page, root):
     page.get_by_role("combobox", name="Granularity").select_option("minute")
     page.get_by_role("combobox", name="Range").select_option(label="last hour")
     expect(chart).to_have_attribute("aria-label", re.compile(r"4 calls.* by minute over the last hour"))
+    # The chart shows the last query's buckets (60 minutes), not a slower earlier answer.
+    expect(chart).to_have_attribute("data-buckets", re.compile(r"^6[01]$"))
     routes = page.get_by_role("table").filter(has=page.get_by_role("columnheader", name="Route"))
     expect(routes.get_by_role("row").filter(has_text="/organizations/{org}/work-orders")).to_contain_text("3")
 
