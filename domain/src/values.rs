@@ -26,10 +26,11 @@ pub enum NameError {
     /// Nothing left after trimming whitespace.
     #[error("name must not be empty")]
     Empty,
-    /// More than [`MAX_NAME_CHARS`] characters after trimming.
+    /// More than [`MAX_NAME_CHARS`] characters as sent.
     #[error("name is {actual} characters long, at most {max} are allowed")]
     TooLong {
-        /// Characters given (after trimming).
+        /// Characters given, as sent (the limit counts what the client sent, as the
+        /// OpenAPI document's `maxLength` does, not what is left after trimming).
         actual: usize,
         /// [`MAX_NAME_CHARS`].
         max: usize,
@@ -41,8 +42,8 @@ pub enum NameError {
 
 fn parse_name(input: &str) -> Result<String, NameError> {
     let trimmed = input.trim();
-    let chars = trimmed.chars().count();
-    if chars == 0 {
+    let chars = input.chars().count();
+    if trimmed.is_empty() {
         Err(NameError::Empty)
     } else if chars > MAX_NAME_CHARS {
         Err(NameError::TooLong {
@@ -437,7 +438,8 @@ impl RevocationReason {
         if trimmed.is_empty() {
             return Ok(None);
         }
-        if trimmed.chars().count() > MAX_REASON_CHARS {
+        // Counted as sent, like the document's `maxLength`.
+        if input.chars().count() > MAX_REASON_CHARS {
             return Err(ReasonError::TooLong {
                 max: MAX_REASON_CHARS,
             });
@@ -656,9 +658,19 @@ mod tests {
     }
 
     #[test]
-    fn it_should_count_a_reasons_characters_after_trimming() {
-        let padded = format!("  {}  ", "é".repeat(MAX_REASON_CHARS));
-        assert!(RevocationReason::parse(&padded).unwrap().is_some());
+    fn it_should_count_a_reasons_characters_as_sent_like_the_documents_max_length() {
+        assert!(
+            RevocationReason::parse(&"é".repeat(MAX_REASON_CHARS))
+                .unwrap()
+                .is_some()
+        );
+        let padded = format!(" {}", "é".repeat(MAX_REASON_CHARS));
+        assert_eq!(
+            RevocationReason::parse(&padded),
+            Err(ReasonError::TooLong {
+                max: MAX_REASON_CHARS
+            })
+        );
         assert_eq!(
             RevocationReason::parse(&"x".repeat(MAX_REASON_CHARS + 1)),
             Err(ReasonError::TooLong {

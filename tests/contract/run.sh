@@ -77,6 +77,9 @@ start_server() {
   export CONTRACT_ORG CONTRACT_TOKEN
   local port; port=$(free_port)
   base="http://127.0.0.1:$port"
+  # One gateway rule covering every call, so that /v1/gateway/auth is tested past 401/403.
+  printf '[[route]]\nmethod = "*"\npath = "/**"\nscope = "work-orders:read"\n' >"$work/gateway.toml"
+  KEYLEDGER_GATEWAY_ROUTES="$work/gateway.toml" \
   KEYLEDGER_LISTEN=127.0.0.1:$port RUST_LOG=${RUST_LOG:-warn} "$bin" serve --no-bootstrap \
     >"$work/server-$backend.log" 2>&1 &
   server_pid=$!

@@ -979,33 +979,34 @@ async fn a_key(root: &Api<'_>, name: &str) -> String {
 }
 
 #[tokio::test]
-async fn a_revocation_reason_is_measured_after_trimming_on_sqlite() {
+async fn a_revocation_reason_is_measured_as_sent_like_the_documents_max_length_on_sqlite() {
     // Arrange
     let (app, org, root) = bootstrapped(Backend::Sqlite).await;
     let root = app.api(&org, &root);
+    let exact = a_key(&root, "exact").await;
     let padded = a_key(&root, "padded").await;
-    let long = a_key(&root, "long").await;
     let reason = "x".repeat(500);
 
     // Act
+    let exact = root
+        .revoke_key(&exact, Some(json!({"reason": reason})))
+        .await;
     let padded = root
         .revoke_key(&padded, Some(json!({"reason": format!("  {reason}\n")})))
         .await;
-    let long = root
-        .revoke_key(&long, Some(json!({"reason": format!("{reason}x")})))
-        .await;
 
-    // Assert: 500 characters once trimmed are accepted; 501 are not.
-    assert_eq!(padded.status, StatusCode::OK, "{}", padded.text);
-    assert_eq!(padded.body["status"], "revoked");
+    // Assert: 500 characters are accepted; 503 are not, even if 500 are left once
+    // trimmed (the document's `maxLength` counts what is sent).
+    assert_eq!(exact.status, StatusCode::OK, "{}", exact.text);
+    assert_eq!(exact.body["status"], "revoked");
     assert_eq!(
-        long.status,
+        padded.status,
         StatusCode::UNPROCESSABLE_ENTITY,
         "{}",
-        long.text
+        padded.text
     );
-    assert_eq!(long.body["field"], "reason");
-    assert_eq!(long.body["code"], "validation_failed");
+    assert_eq!(padded.body["field"], "reason");
+    assert_eq!(padded.body["code"], "validation_failed");
 }
 
 #[tokio::test]

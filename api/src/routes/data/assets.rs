@@ -32,7 +32,7 @@ pub const MAX_KIND_CHARS: usize = 100;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAssetRequest {
-    /// 1 to 200 characters (trimmed), no control characters.
+    /// 1 to 200 characters as sent, not blank (stored trimmed), no control characters.
     #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// What it is (`"HVAC"`, `"Pump"`): 1 to 100 characters, no control characters.

@@ -97,7 +97,7 @@ impl WorkOrderStatus {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkOrderRequest {
-    /// 1 to 200 characters (trimmed), no control characters.
+    /// 1 to 200 characters as sent, not blank (stored trimmed), no control characters.
     #[schema(min_length = 1, max_length = 200)]
     pub title: String,
     pub priority: Priority,
@@ -118,7 +118,7 @@ pub struct CreateWorkOrderRequest {
 pub struct UpdateWorkOrderRequest {
     #[serde(default)]
     pub status: Option<WorkOrderStatus>,
-    /// 1 to 200 characters (trimmed), no control characters.
+    /// 1 to 200 characters as sent, not blank (stored trimmed), no control characters.
     #[serde(default)]
     #[schema(min_length = 1, max_length = 200)]
     pub title: Option<String>,
@@ -215,14 +215,16 @@ fn work_order(row: &AnyRow) -> Result<WorkOrder, ApiError> {
 
 /// A description as stored: trimmed, blank meaning none.
 fn description(raw: Option<&str>, errors: &mut Vec<FieldError>) -> Option<String> {
-    let text = raw.map(str::trim).filter(|d| !d.is_empty())?;
-    if text.chars().count() > MAX_DESCRIPTION_CHARS {
+    let raw = raw?;
+    // Counted as sent, like the document's `maxLength`.
+    if raw.chars().count() > MAX_DESCRIPTION_CHARS {
         errors.push(FieldError::new(
             "description",
             format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
         ));
         return None;
     }
+    let text = Some(raw.trim()).filter(|d| !d.is_empty())?;
     // Line breaks and tabs are text here; NUL and the other control characters are not.
     if let Err(e) = domain::values::check_multi_line(text) {
         errors.push(FieldError::new("description", e.to_string()));

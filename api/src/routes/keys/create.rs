@@ -23,7 +23,7 @@ use crate::http::extract::{AppJson, Tenant, from_value};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
-    /// 1 to 100 characters (trimmed), no control characters.
+    /// 1 to 100 characters as sent, not blank (stored trimmed), no control characters.
     #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// Omitted: every data scope. Only scopes the calling key holds may be granted.

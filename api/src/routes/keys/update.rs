@@ -23,7 +23,7 @@ use crate::http::extract::{AppJson, IfMatch, TenantKey};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKeyRequest {
-    /// 1 to 100 characters (trimmed), no control characters.
+    /// 1 to 100 characters as sent, not blank (stored trimmed), no control characters.
     #[serde(default)]
     #[schema(min_length = 1, max_length = 100)]
     pub name: Option<String>,
