@@ -14,7 +14,9 @@ const $ = (id) => {
 
 const state = {
   me: null, // GET /whoami
-  catalogue: [], // scope names
+  catalogue: [], // scope names: the built-in ones, then the organisation's custom ones
+  builtin: [],
+  custom: [],
   cursors: [null], // cursor of each page seen; the last is the current page's
   key: null, // the key shown in details
   charts: new Map(), // element id -> uPlot
@@ -65,6 +67,11 @@ async function api(path, { method = "GET", body, headers = {}, key = token() } =
 const orgPath = (rest = "") => `/organizations/${encodeURIComponent(state.me.org_id)}${rest}`;
 const keyPath = (id, rest = "") => orgPath(`/api-keys/${encodeURIComponent(id)}${rest}`);
 const holds = (scope) => !!state.me && state.me.scopes.includes(scope);
+// Granting, as the server rules it: a key holding every built-in scope (a root key) may
+// also hand out the organisation's custom scopes.
+const mayGrant = (scope) =>
+  holds(scope) ||
+  (state.custom.includes(scope) && state.builtin.every((b) => holds(b)));
 
 // ---------------------------------------------------------------- small helpers
 
@@ -194,6 +201,9 @@ function signOut(message = "") {
   sessionStorage.removeItem(STORAGE_KEY);
   state.me = null;
   state.key = null;
+  // The next key may be of another organisation, with other custom scopes.
+  state.catalogue = [];
+  state.custom = [];
   clearSecret();
   for (const d of document.querySelectorAll("dialog[open]")) d.close();
   for (const c of state.charts.values()) c.destroy();
@@ -208,11 +218,19 @@ function signOut(message = "") {
 
 async function loadCatalogue() {
   if (state.catalogue.length) return;
-  // Until GET /scopes exists, the scope catalogue is the served OpenAPI document's enum.
+  // The built-in catalogue is the served OpenAPI document's enum; the organisation's
+  // custom scopes come from its own list.
   const res = await fetch("/openapi.json", { headers: { Accept: "application/json" } });
   if (!res.ok) throw new Error(`The scope catalogue could not be read (HTTP ${res.status}).`);
   const doc = await res.json();
-  state.catalogue = doc?.components?.schemas?.ScopeName?.enum ?? [];
+  state.builtin = doc?.components?.schemas?.ScopeName?.enum ?? [];
+  try {
+    const { data } = await api(orgPath("/scopes"));
+    state.custom = (data.items || []).map((s) => s.name);
+  } catch {
+    state.custom = [];
+  }
+  state.catalogue = [...state.builtin, ...state.custom];
 }
 
 // ---------------------------------------------------------------- key list
@@ -279,7 +297,7 @@ function scopeBoxes(container, prefix, { checked = [], reasonId }) {
     group.append(el("p", { class: "scope-resource", text: resource, "aria-hidden": "true" }));
     for (const s of scopes) {
       const id = `${prefix}-${s.replace(/[^a-z0-9]/gi, "-")}`;
-      const allowed = holds(s);
+      const allowed = mayGrant(s);
       const box = el("input", { type: "checkbox", id, value: s, name: "scope" });
       box.checked = checked.includes(s);
       if (!allowed) {

@@ -223,6 +223,25 @@ def test_scopes_the_signed_in_key_lacks_are_disabled_with_a_reason(page: Page, r
     expect(page.get_by_role("dialog")).to_have_count(0)
 
 
+def test_the_organisations_custom_scopes_can_be_granted_by_the_root_key(page: Page, root):
+    org = root["org"]
+    status, _, declared = call("POST", f"/organizations/{org}/scopes", root["key"],
+                               {"name": "ledger:read", "description": "Read the ledger"})
+    assert status == 201, declared
+    sign_in(page, root["key"])
+    page.get_by_role("button", name="Create API key").click()
+    form = page.get_by_role("dialog", name="Create API key")
+    custom = form.get_by_role("checkbox", name="ledger:read", exact=True)
+    expect(custom).to_be_enabled()
+    form.get_by_role("textbox", name="Name").fill("Ledger reader")
+    custom.check()
+    form.get_by_role("button", name="Create").click()
+    secret = secret_from_dialog(page)
+    close_secret(page, secret)
+    status, _, me = call("GET", "/whoami", secret)
+    assert status == 200 and me["scopes"] == ["ledger:read"], me
+
+
 def test_a_stale_edit_is_refused_and_explained(page: Page, root):
     org = root["org"]
     status, _, k = call("POST", f"/organizations/{org}/api-keys", root["key"],
