@@ -9,35 +9,54 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// One permission from the catalogue. Only catalogue scopes can be constructed.
+/// One permission from the catalogue: its name and its description (compared, ordered
+/// and hashed by name first; names are unique). Only catalogue scopes can be constructed.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Scope(&'static str);
+pub struct Scope(&'static str, &'static str);
 
 impl Scope {
     /// Read work orders.
-    pub const WORK_ORDERS_READ: Scope = Scope("work-orders:read");
+    pub const WORK_ORDERS_READ: Scope = Scope("work-orders:read", "Read work orders");
     /// Create and update work orders.
-    pub const WORK_ORDERS_WRITE: Scope = Scope("work-orders:write");
+    pub const WORK_ORDERS_WRITE: Scope = Scope(
+        "work-orders:write",
+        "Create and update work orders, and submit forms on them",
+    );
     /// Read assets.
-    pub const ASSETS_READ: Scope = Scope("assets:read");
-    /// Create assets.
-    pub const ASSETS_WRITE: Scope = Scope("assets:write");
+    pub const ASSETS_READ: Scope = Scope("assets:read", "Read assets");
+    /// Create and update assets, and ingest their IoT devices' readings.
+    pub const ASSETS_WRITE: Scope = Scope(
+        "assets:write",
+        "Create and update assets, register their IoT devices and ingest sensor readings",
+    );
     /// Read locations.
-    pub const LOCATIONS_READ: Scope = Scope("locations:read");
-    /// Read forms.
-    pub const FORMS_READ: Scope = Scope("forms:read");
-    /// Read IoT readings.
-    pub const IOT_READ: Scope = Scope("iot:read");
-    /// Read users.
-    pub const USERS_READ: Scope = Scope("users:read");
+    pub const LOCATIONS_READ: Scope = Scope("locations:read", "Read locations");
+    /// Read form submissions on work orders.
+    pub const FORMS_READ: Scope = Scope("forms:read", "Read form submissions on work orders");
+    /// Read IoT devices and their sensor readings.
+    pub const IOT_READ: Scope = Scope("iot:read", "Read IoT devices and their sensor readings");
+    /// Read the organisation's users (technicians).
+    pub const USERS_READ: Scope =
+        Scope("users:read", "Read the organisation's users (technicians)");
+    /// Create and update the organisation's users (technicians).
+    pub const USERS_WRITE: Scope = Scope(
+        "users:write",
+        "Create and update the organisation's users (technicians)",
+    );
     /// List and show keys, their usage and history.
-    pub const API_KEYS_READ: Scope = Scope("api-keys:read");
+    pub const API_KEYS_READ: Scope = Scope(
+        "api-keys:read",
+        "List and show API keys, their usage and history",
+    );
     /// Create keys.
-    pub const API_KEYS_CREATE: Scope = Scope("api-keys:create");
+    pub const API_KEYS_CREATE: Scope = Scope("api-keys:create", "Create API keys");
     /// Rename keys, change their scopes, IPs and expiry, rotate them.
-    pub const API_KEYS_WRITE: Scope = Scope("api-keys:write");
+    pub const API_KEYS_WRITE: Scope = Scope(
+        "api-keys:write",
+        "Rename API keys, change their scopes, IPs and expiry, rotate them",
+    );
     /// Revoke keys.
-    pub const API_KEYS_REVOKE: Scope = Scope("api-keys:revoke");
+    pub const API_KEYS_REVOKE: Scope = Scope("api-keys:revoke", "Revoke API keys");
 
     /// The data scopes, in catalogue order.
     pub const DATA: &'static [Scope] = &[
@@ -49,6 +68,7 @@ impl Scope {
         Scope::FORMS_READ,
         Scope::IOT_READ,
         Scope::USERS_READ,
+        Scope::USERS_WRITE,
     ];
 
     /// The management scopes, in catalogue order.
@@ -67,6 +87,16 @@ impl Scope {
             .copied()
             .find(|scope| scope.0 == s)
             .ok_or_else(|| ScopeError::Unknown(s.to_owned()))
+    }
+
+    /// What the scope allows, as the catalogue (`GET /scopes`) describes it.
+    pub const fn description(&self) -> &'static str {
+        self.1
+    }
+
+    /// Every scope of the catalogue, in catalogue order (data scopes first).
+    pub fn catalogue() -> impl Iterator<Item = Scope> {
+        Scope::DATA.iter().chain(Scope::MANAGEMENT).copied()
     }
 
     /// The scope's name, e.g. `work-orders:read`.
@@ -230,8 +260,17 @@ mod tests {
         for scope in Scope::all().iter() {
             assert_eq!(Scope::parse(scope.as_str()), Ok(scope));
         }
-        assert_eq!(Scope::all().len(), 12);
-        assert_eq!(Scope::data_scopes().len(), 8);
+        assert_eq!(Scope::all().len(), 13);
+        assert_eq!(Scope::data_scopes().len(), 9);
+    }
+
+    #[test]
+    fn it_should_describe_every_catalogue_scope() {
+        assert_eq!(Scope::catalogue().count(), 13);
+        for scope in Scope::catalogue() {
+            assert!(!scope.description().is_empty(), "{scope}");
+        }
+        assert_eq!(Scope::WORK_ORDERS_READ.description(), "Read work orders");
     }
 
     #[test]

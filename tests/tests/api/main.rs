@@ -9,6 +9,7 @@ mod cluster;
 mod contract;
 mod crash;
 mod data;
+mod data_reads;
 mod flood;
 mod helpers;
 mod hotpath;

@@ -10,10 +10,14 @@
 //! by the auth layer from [`crate::auth::scopes`]; the handlers check them again (harmless).
 
 pub mod assets;
+pub mod locations;
 pub mod work_orders;
 
+use axum::Json;
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use projections::ReadDb;
 use projections::page::{Cursor, DEFAULT_LIMIT, Page, valid_limit};
@@ -29,18 +33,39 @@ use crate::http::error::ApiError;
 /// The data API's routes.
 pub fn router() -> OpenApiRouter<AppState> {
     use self::assets::*;
+    use self::locations::*;
     use self::work_orders::*;
     OpenApiRouter::new()
         .routes(routes!(list_work_orders, create_work_order))
         .routes(routes!(get_work_order, update_work_order))
         .routes(routes!(list_assets, create_asset))
+        .routes(routes!(get_asset, update_asset))
         .routes(routes!(list_locations))
+        .routes(routes!(get_location))
 }
 
 /// A timestamp as stored: RFC 3339 UTC with six fractional digits and a `Z`, so that text
 /// order is time order on both back ends.
 fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// 201 with `body` and `Location: {path}`.
+fn created<T: serde::Serialize>(path: String, body: &T) -> Response {
+    let mut res = (StatusCode::CREATED, Json(body)).into_response();
+    if let Ok(loc) = HeaderValue::from_str(&path) {
+        res.headers_mut().insert(header::LOCATION, loc);
+    }
+    res
+}
+
+/// Distinguishes a field set to null (`Some(None)`) from a missing one (`None`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// A fresh, time-ordered id.
@@ -176,44 +201,116 @@ fn decode_cursor(text: &str) -> Option<Cursor> {
     Some(Cursor::new(timestamp(at), id.hyphenated().to_string()))
 }
 
+/// A timestamp column a list can be ordered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Column {
+    Created,
+    Updated,
+    Completed,
+}
+
+impl Column {
+    const fn sql(self) -> &'static str {
+        match self {
+            Column::Created => "created_at",
+            Column::Updated => "updated_at",
+            Column::Completed => "completed_at",
+        }
+    }
+}
+
+/// How a list pages: newest first (`created_at DESC, id DESC`), or, for incremental
+/// polling, the rows whose `column` is strictly after a timestamp, oldest change first
+/// (`column ASC, id ASC`), so that a poller resuming from the last change it saw gets
+/// every later change once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Order {
+    Newest,
+    ChangedAfter(Column, String),
+}
+
 /// What a list of one resource needs: its `SELECT columns FROM table`, how a row reads,
-/// and where a row stands in the order (its `created_at` and `id`, for the cursor).
+/// and where a row stands in an order (the value of the order's column, and its id, for
+/// the cursor).
 struct Listing<T> {
     select: &'static str,
     row: fn(&AnyRow) -> Result<T, ApiError>,
-    place: fn(&T) -> (&str, &str),
+    place: fn(&T, Column) -> (Option<&str>, &str),
 }
 
-/// One page of `{select} WHERE org_id = $1 [AND {filter} = $2]`, newest first
-/// (`created_at DESC, id DESC`), resuming strictly after the cursor; `limit` and `cursor`
-/// as the query string gave them (422 naming them when invalid).
+/// One list request: the equality filters (`column = value`; the columns are constants of
+/// the callers), further "strictly after" filters (`column > value`), the order, and
+/// `limit` and `cursor` as the query string gave them.
+struct ListRequest<'q> {
+    filters: Vec<(&'static str, String)>,
+    filters_after: Vec<(Column, String)>,
+    order: Order,
+    limit: Option<&'q str>,
+    cursor: Option<&'q str>,
+}
+
+impl<'q> ListRequest<'q> {
+    /// Newest first, unfiltered.
+    fn new(limit: Option<&'q str>, cursor: Option<&'q str>) -> Self {
+        Self {
+            filters: Vec::new(),
+            filters_after: Vec::new(),
+            order: Order::Newest,
+            limit,
+            cursor,
+        }
+    }
+}
+
+/// A `?updated_since=` or `?completed_since=` value: RFC 3339 (422 naming `field`
+/// otherwise), in stored form.
+fn since(field: &str, raw: &str) -> Result<String, ApiError> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|at| timestamp(at.with_timezone(&Utc)))
+        .map_err(|_| ApiError::field(field, "must be an RFC 3339 timestamp"))
+}
+
+/// One page of `{select} WHERE org_id = $1 [AND filter = ...]` in the request's order,
+/// resuming strictly after the cursor (422 naming `limit` or `cursor` when invalid).
 ///
-/// `select` and the filter's column are constants of the callers; every value is a bind.
+/// `select` and the column names are constants of the callers; every value is a bind.
 async fn list_page<T>(
     db: &ReadDb,
     listing: &Listing<T>,
     org: domain::ids::OrgId,
-    filter: Option<(&'static str, String)>,
-    (limit, cursor): (Option<&str>, Option<&str>),
+    request: ListRequest<'_>,
 ) -> Result<Page<T>, ApiError> {
-    let page = PageRequest::parse(limit, cursor)?;
+    let page = PageRequest::parse(request.limit, request.cursor)?;
     let mut sql = format!("{} WHERE org_id = $1", listing.select);
     let mut binds = vec![org.to_string()];
-    if let Some((column, value)) = filter {
+    for (column, value) in request.filters {
         binds.push(value);
         sql.push_str(&format!(" AND {column} = ${}", binds.len()));
     }
+    for (column, value) in request.filters_after {
+        binds.push(value);
+        sql.push_str(&format!(" AND {} > ${}", column.sql(), binds.len()));
+    }
+    let (column, before, direction) = match request.order {
+        Order::Newest => (Column::Created, "<", "DESC"),
+        Order::ChangedAfter(column, after) => {
+            binds.push(after);
+            sql.push_str(&format!(" AND {} > ${}", column.sql(), binds.len()));
+            (column, ">", "ASC")
+        }
+    };
+    let name = column.sql();
     if let Some(after) = page.after {
         binds.push(after.sort_key);
         let at = binds.len();
         binds.push(after.id);
         let id = binds.len();
         sql.push_str(&format!(
-            " AND (created_at < ${at} OR (created_at = ${at} AND id < ${id}))"
+            " AND ({name} {before} ${at} OR ({name} = ${at} AND id {before} ${id}))"
         ));
     }
     sql.push_str(&format!(
-        " ORDER BY created_at DESC, id DESC LIMIT ${}",
+        " ORDER BY {name} {direction}, id {direction} LIMIT ${}",
         binds.len() + 1
     ));
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -231,9 +328,53 @@ async fn list_page<T>(
         .map(listing.row)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Page::from_overfetch(items, page.limit, |item| {
-        let (created_at, id) = (listing.place)(item);
-        Cursor::new(created_at.to_owned(), id.to_owned())
+        let (key, id) = (listing.place)(item, column);
+        Cursor::new(key.unwrap_or_default().to_owned(), id.to_owned())
     }))
+}
+
+/// Reads one row of `{select} WHERE org_id = $1 AND id = $2` (404 when there is none:
+/// a malformed id, another organisation's row, or no row).
+async fn get_one<T>(
+    db: &ReadDb,
+    listing: &Listing<T>,
+    org: domain::ids::OrgId,
+    raw_id: &str,
+) -> Result<T, ApiError> {
+    let id = path_id(raw_id)?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{} WHERE org_id = $1 AND id = $2",
+        listing.select
+    )))
+    .bind(org.to_string())
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await
+    .map_err(db_error)?
+    .ok_or(ApiError::NotFound)?;
+    (listing.row)(&row)
+}
+
+/// Whether the organisation has a row of `table` with this id (a reference named in a
+/// body: another organisation's row is as unknown as a missing one).
+async fn exists<'e, E>(
+    executor: E,
+    table: &'static str,
+    org: &str,
+    id: &str,
+) -> Result<bool, ApiError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let found = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM {table} WHERE org_id = $1 AND id = $2"
+    )))
+    .bind(org.to_owned())
+    .bind(id.to_owned())
+    .fetch_optional(executor)
+    .await
+    .map_err(db_error)?;
+    Ok(found.is_some())
 }
 
 #[cfg(test)]
