@@ -185,11 +185,15 @@ const WITH_ETAG: [&str; 6] = [
 ];
 
 /// Operations whose 201 carries `Location`.
-const WITH_LOCATION: [&str; 4] = [
+const WITH_LOCATION: [&str; 8] = [
     "create_key",
     "rotate_key",
     "create_work_order",
     "create_asset",
+    "create_device",
+    "create_reading",
+    "create_form_submission",
+    "create_user",
 ];
 
 /// Operations whose body may be left out.

@@ -1,4 +1,5 @@
-//! The data API integrators use: work orders, assets and locations of one organisation.
+//! The data API integrators use: work orders (and their form submissions), assets (and
+//! their IoT devices and readings), locations and users of one organisation.
 //!
 //! These resources are plain tables in the read-model database (`api/migrations/*/301_data.sql`),
 //! written directly by the handlers: they are not event-sourced. Every query filters on
@@ -6,11 +7,16 @@
 //! reference in a body). Lists page newest first with the shared opaque cursor
 //! ([`projections::page`]), exactly like the key list.
 //!
-//! Scopes (`work-orders:read|write`, `assets:read|write`, `locations:read`) are enforced
-//! by the auth layer from [`crate::auth::scopes`]; the handlers check them again (harmless).
+//! Each route's scope is in its annotation (the auth layer enforces it). Who writes what:
+//! `work-orders:write` work orders and their form submissions (read with `forms:read`);
+//! `assets:write` assets, IoT devices and readings (read with `iot:read`); `users:write`
+//! users (read with `users:read`). Locations are created by naming them on an asset.
 
 pub mod assets;
+pub mod forms;
+pub mod iot;
 pub mod locations;
+pub mod users;
 pub mod work_orders;
 
 use axum::Json;
@@ -33,7 +39,10 @@ use crate::http::error::ApiError;
 /// The data API's routes.
 pub fn router() -> OpenApiRouter<AppState> {
     use self::assets::*;
+    use self::forms::*;
+    use self::iot::*;
     use self::locations::*;
+    use self::users::*;
     use self::work_orders::*;
     OpenApiRouter::new()
         .routes(routes!(list_work_orders, create_work_order))
@@ -42,6 +51,14 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_asset, update_asset))
         .routes(routes!(list_locations))
         .routes(routes!(get_location))
+        .routes(routes!(list_devices, create_device))
+        .routes(routes!(get_device))
+        .routes(routes!(list_readings, create_reading))
+        .routes(routes!(get_reading))
+        .routes(routes!(list_form_submissions, create_form_submission))
+        .routes(routes!(get_form_submission))
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(get_user))
 }
 
 /// A timestamp as stored: RFC 3339 UTC with six fractional digits and a `Z`, so that text
@@ -92,6 +109,24 @@ fn body_id(field: &str, raw: &str) -> Result<String, ApiError> {
     Uuid::parse_str(raw)
         .map(|u| u.hyphenated().to_string())
         .map_err(|_| ApiError::field(field, "is not an id (expected a UUID)"))
+}
+
+/// [`body_id`], collecting the error with the others of the body.
+fn ref_id(
+    field: &str,
+    raw: &str,
+    errors: &mut Vec<crate::http::error::FieldError>,
+) -> Option<String> {
+    match Uuid::parse_str(raw) {
+        Ok(u) => Some(u.hyphenated().to_string()),
+        Err(_) => {
+            errors.push(crate::http::error::FieldError::new(
+                field,
+                "is not an id (expected a UUID)",
+            ));
+            None
+        }
+    }
 }
 
 /// A read-model database failure: 503 when the database is unreachable or the pool is
