@@ -10,6 +10,7 @@ mod contract;
 mod crash;
 mod data;
 mod data_reads;
+mod data_resources;
 mod flood;
 mod helpers;
 mod hotpath;

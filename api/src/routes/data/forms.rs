@@ -14,8 +14,8 @@ use sqlx::any::AnyRow;
 use utoipa::ToSchema;
 
 use super::{
-    ListRequest, Listing, PageQuery, PathId, col, created, db_error, exists, get_one, list_page,
-    new_id, path_id, query, ref_id, text_field, timestamp,
+    ListRequest, Listing, PageQuery, PathId, col, created, db_error, exists, get_child, list_page,
+    new_id, parent, query, ref_id, text_field, timestamp,
 };
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -93,16 +93,6 @@ fn submission(row: &AnyRow) -> Result<FormSubmission, ApiError> {
     })
 }
 
-/// The work order of the path, when it is the organisation's (else 404).
-async fn work_order_of(state: &AppState, org_id: &str, raw: &str) -> Result<String, ApiError> {
-    let id = path_id(raw)?;
-    if exists(state.read_db.pool(), "work_orders", org_id, &id).await? {
-        Ok(id)
-    } else {
-        Err(ApiError::NotFound)
-    }
-}
-
 /// Submit a form on a work order.
 #[utoipa::path(post, path = "/organizations/{org}/work-orders/{id}/form-submissions", tag = "forms",
     params(("org" = String, Path, description = "organisation id"), ("id" = String, Path, description = "work order id")),
@@ -115,10 +105,12 @@ pub async fn create_form_submission(
     principal: Principal,
     Tenant(org_id): Tenant,
     Path(PathId { id }): Path<PathId>,
-    AppJson(body): AppJson<CreateFormSubmissionRequest>,
+    body: Result<AppJson<CreateFormSubmissionRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     let org_id = org_id.to_string();
-    let work_order_id = work_order_of(&state, &org_id, &id).await?;
+    // The parent first: a body is never read for a path the key cannot see.
+    let work_order_id = parent(&state.read_db, "work_orders", &org_id, &id).await?;
+    let AppJson(body) = body?;
     let mut errors = Vec::new();
     let form = text_field("form", &body.form, MAX_FORM_CHARS, &mut errors);
     let submitted_by = body
@@ -184,7 +176,7 @@ pub async fn list_form_submissions(
     Path(PathId { id }): Path<PathId>,
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<FormSubmissionPage>, ApiError> {
-    let work_order_id = work_order_of(&state, &org_id.to_string(), &id).await?;
+    let work_order_id = parent(&state.read_db, "work_orders", &org_id.to_string(), &id).await?;
     let q = query(q)?;
     let mut request = ListRequest::new(q.limit.as_deref(), q.cursor.as_deref());
     request.filters.push(("work_order_id", work_order_id));
@@ -207,10 +199,10 @@ pub async fn get_form_submission(
     Tenant(org_id): Tenant,
     Path(SubmissionPath { id, submission }): Path<SubmissionPath>,
 ) -> Result<Json<FormSubmission>, ApiError> {
-    let found = get_one(&state.read_db, &SUBMISSIONS, org_id, &submission).await?;
-    if path_id(&id)? == found.work_order_id {
-        Ok(Json(found))
-    } else {
-        Err(ApiError::NotFound)
-    }
+    let at = (id.as_str(), submission.as_str());
+    get_child(&state.read_db, &SUBMISSIONS, org_id, at, |c| {
+        &c.work_order_id
+    })
+    .await
+    .map(Json)
 }

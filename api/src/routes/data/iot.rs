@@ -14,8 +14,8 @@ use sqlx::any::AnyRow;
 use utoipa::ToSchema;
 
 use super::{
-    ListRequest, Listing, PageQuery, PathId, col, created, db_error, exists, get_one, list_page,
-    new_id, path_id, query, ref_id, text_field, timestamp,
+    ListRequest, Listing, PageQuery, PathId, col, created, db_error, exists, get_child, get_one,
+    list_page, new_id, parent, query, ref_id, text_field, timestamp,
 };
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -250,16 +250,6 @@ pub async fn get_device(
         .map(Json)
 }
 
-/// The device of the path, when it is the organisation's (else 404).
-async fn device_of(state: &AppState, org_id: &str, raw: &str) -> Result<String, ApiError> {
-    let id = path_id(raw)?;
-    if exists(state.read_db.pool(), "iot_devices", org_id, &id).await? {
-        Ok(id)
-    } else {
-        Err(ApiError::NotFound)
-    }
-}
-
 /// Ingest one sensor reading of a device.
 #[utoipa::path(post, path = "/organizations/{org}/iot-devices/{id}/readings", tag = "iot",
     params(("org" = String, Path, description = "organisation id"), ("id" = String, Path, description = "device id")),
@@ -272,10 +262,12 @@ pub async fn create_reading(
     principal: Principal,
     Tenant(org_id): Tenant,
     Path(PathId { id }): Path<PathId>,
-    AppJson(body): AppJson<CreateReadingRequest>,
+    body: Result<AppJson<CreateReadingRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     let org_id = org_id.to_string();
-    let device_id = device_of(&state, &org_id, &id).await?;
+    // The parent first: a body is never read for a path the key cannot see.
+    let device_id = parent(&state.read_db, "iot_devices", &org_id, &id).await?;
+    let AppJson(body) = body?;
     let mut errors = Vec::new();
     let metric = text_field("metric", &body.metric, MAX_LABEL_CHARS, &mut errors);
     let unit = label("unit", body.unit.as_deref(), &mut errors);
@@ -344,7 +336,7 @@ pub async fn list_readings(
     Path(PathId { id }): Path<PathId>,
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<ReadingPage>, ApiError> {
-    let device_id = device_of(&state, &org_id.to_string(), &id).await?;
+    let device_id = parent(&state.read_db, "iot_devices", &org_id.to_string(), &id).await?;
     let q = query(q)?;
     let mut request = ListRequest::new(q.limit.as_deref(), q.cursor.as_deref());
     request.filters.push(("device_id", device_id));
@@ -367,10 +359,8 @@ pub async fn get_reading(
     Tenant(org_id): Tenant,
     Path(ReadingPath { id, reading }): Path<ReadingPath>,
 ) -> Result<Json<Reading>, ApiError> {
-    let found = get_one(&state.read_db, &READINGS, org_id, &reading).await?;
-    if path_id(&id)? == found.device_id {
-        Ok(Json(found))
-    } else {
-        Err(ApiError::NotFound)
-    }
+    let at = (id.as_str(), reading.as_str());
+    get_child(&state.read_db, &READINGS, org_id, at, |c| &c.device_id)
+        .await
+        .map(Json)
 }

@@ -390,6 +390,38 @@ async fn get_one<T>(
     (listing.row)(&row)
 }
 
+/// The id of a parent resource in the path (`{id}` of `.../iot-devices/{id}/readings`),
+/// when the organisation has a row of `table` with it (else 404).
+async fn parent(
+    db: &ReadDb,
+    table: &'static str,
+    org: &str,
+    raw: &str,
+) -> Result<String, ApiError> {
+    let id = path_id(raw)?;
+    if exists(db.pool(), table, org, &id).await? {
+        Ok(id)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+/// A child resource by id, when it belongs to the parent the path names (else 404).
+async fn get_child<T>(
+    db: &ReadDb,
+    listing: &Listing<T>,
+    org: domain::ids::OrgId,
+    (parent_raw, child_raw): (&str, &str),
+    parent_of: fn(&T) -> &str,
+) -> Result<T, ApiError> {
+    let child = get_one(db, listing, org, child_raw).await?;
+    if path_id(parent_raw)? == parent_of(&child) {
+        Ok(child)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
 /// Whether the organisation has a row of `table` with this id (a reference named in a
 /// body: another organisation's row is as unknown as a missing one).
 async fn exists<'e, E>(
