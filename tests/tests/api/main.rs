@@ -17,5 +17,6 @@ mod hotpath;
 mod keys;
 mod operator;
 mod platform;
+mod seed_flows;
 mod tamper;
 mod usage;
