@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::data_reads::{all_pages, assert_scope, create, ids, key_with};
+use crate::data_reads::{all_pages, assert_scope, create, ids, key_with, settle};
 use crate::helpers::{Backend, spawn_app};
 
 async fn an_erp_polls_completed_work_orders_getting_each_completion_once(backend: Backend) {
@@ -27,6 +27,7 @@ async fn an_erp_polls_completed_work_orders_getting_each_completion_once(backend
                 .call(Method::PATCH, &path, Some(json!({"status": "Completed"})))
                 .await;
             assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            settle().await;
         }
     };
     complete(a["id"].as_str().unwrap().to_owned()).await;
@@ -236,6 +237,7 @@ async fn a_data_warehouse_exports_work_orders_assets_and_iot_data(backend: Backe
         "locations:read",
         "iot:read",
     ];
+    settle().await;
     let warehouse = app.api(&org, &key_with(&admin, "Data warehouse", &scopes).await);
 
     // Act: a full export, one small page at a time.

@@ -98,7 +98,8 @@ pub struct UpdateAssetRequest {
 pub struct AssetListQuery {
     /// RFC 3339. Only the assets created or changed strictly after this time, oldest change
     /// first (`updated_at`, then `id`, ascending): pass the `updated_at` of the last asset
-    /// you received to get each later change once.
+    /// you received to get each later change once. Changes of the last second are left for
+    /// the next poll.
     #[param(value_type = Option<String>, format = DateTime)]
     pub updated_since: Option<String>,
     /// 1 to 100, default 50.

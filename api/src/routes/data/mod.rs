@@ -254,6 +254,13 @@ impl Column {
     }
 }
 
+/// How long a change waits before polling lists show it. A change is stamped before it
+/// commits, so a later-stamped change could be read before an earlier-stamped one commits;
+/// a poller that moved its mark past the first would then never see the second. Leaving
+/// out the last second's changes (shown on the next poll) closes that gap for every write
+/// that commits within a second of its stamp.
+pub const POLL_SETTLE: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+
 /// How a list pages: newest first (`created_at DESC, id DESC`), or, for incremental
 /// polling, the rows whose `column` is strictly after a timestamp, oldest change first
 /// (`column ASC, id ASC`), so that a poller resuming from the last change it saw gets
@@ -330,7 +337,11 @@ async fn list_page<T>(
         Order::Newest => (Column::Created, "<", "DESC"),
         Order::ChangedAfter(column, after) => {
             binds.push(after);
-            sql.push_str(&format!(" AND {} > ${}", column.sql(), binds.len()));
+            let after = binds.len();
+            binds.push(timestamp(Utc::now() - POLL_SETTLE));
+            let settled = binds.len();
+            let name = column.sql();
+            sql.push_str(&format!(" AND {name} > ${after} AND {name} <= ${settled}"));
             (column, ">", "ASC")
         }
     };

@@ -140,12 +140,14 @@ pub struct WorkOrderListQuery {
     pub status: Option<String>,
     /// RFC 3339. Only the work orders created or changed strictly after this time, oldest
     /// change first (`updated_at`, then `id`, ascending): pass the `updated_at` of the last
-    /// one you received to get each later change once.
+    /// one you received to get each later change once. Changes of the last second are
+    /// left for the next poll.
     #[param(value_type = Option<String>, format = DateTime)]
     pub updated_since: Option<String>,
     /// RFC 3339. Only the work orders that became `Completed` strictly after this time (and
     /// still are), in completion order (`completed_at`, then `id`, ascending) unless
     /// `updated_since` is also given: pass the `completed_at` of the last one you received.
+    /// Completions of the last second are left for the next poll.
     #[param(value_type = Option<String>, format = DateTime)]
     pub completed_since: Option<String>,
     /// 1 to 100, default 50.
