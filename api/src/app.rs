@@ -41,6 +41,8 @@ pub struct App {
     pub limits: crate::auth::rate_limit::RateLimits,
     /// The group-commit writer of `ApiCallRecorded` events.
     pub usage: crate::usage::UsageRecorder,
+    /// The gateway's route rules (`KEYLEDGER_GATEWAY_ROUTES`).
+    pub gateway: crate::routes::gateway::GatewayRules,
 }
 
 impl App {

@@ -549,6 +549,13 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         Arc::new(RevocationRelay::new(bus.port())),
     )
     .spawn();
+    let gateway = match &cfg.gateway_routes {
+        Some(path) => crate::routes::gateway::GatewayRules::load(path)?,
+        None => crate::routes::gateway::GatewayRules::default(),
+    };
+    if cfg.gateway_routes.is_some() {
+        tracing::info!(rules = gateway.len(), "gateway route rules loaded");
+    }
     let limits = RateLimits::new();
     let auth = Authenticator::new(
         keys.clone(),
@@ -592,6 +599,7 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         last_written: AtomicU64::new(0),
         limits,
         usage,
+        gateway,
     }));
     let router = app(state)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)

@@ -104,6 +104,11 @@ pub struct ServeConfig {
     #[arg(long, env = "KEYLEDGER_AUTH_FAILURE_BUDGET", default_value_t = 20)]
     pub auth_failure_budget: u32,
 
+    /// A TOML file of route rules for `GET /v1/gateway/auth` (`[[route]] method, path,
+    /// scope`); without it every gateway call is refused (403 `no_route_rule`).
+    #[arg(long, env = "KEYLEDGER_GATEWAY_ROUTES")]
+    pub gateway_routes: Option<std::path::PathBuf>,
+
     /// Do not create the `default` organisation and root key on an empty store.
     #[arg(long, env = "KEYLEDGER_NO_BOOTSTRAP")]
     pub no_bootstrap: bool,

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod http;
 pub mod idempotency;
 pub mod openapi;

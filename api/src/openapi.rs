@@ -22,8 +22,17 @@ use crate::app::AppState;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "keyledger", description = "An event-sourced API key service."),
+    // The schemas that only query parameters name (`routes!` collects those of bodies and
+    // responses, not of `IntoParams`); a test checks every `$ref` resolves.
+    components(schemas(
+        ScopeName,
+        crate::routes::keys::KeyStatusName,
+        crate::routes::keys::EnvironmentName,
+        crate::routes::usage::GranularityName,
+        crate::routes::audit::IncludeName,
+    )),
     modifiers(&BearerAuth),
-    tags((name = "api-keys", description = "Manage keys"), (name = "usage", description = "Usage analytics and the calling key"), (name = "platform", description = "Health and the scope catalogue"), (name = "work-orders", description = "Work orders (`work-orders:read`, `work-orders:write`)"), (name = "assets", description = "Assets (`assets:read`, `assets:write`)"), (name = "locations", description = "Locations (`locations:read`)"), (name = "iot", description = "IoT devices and sensor readings (`iot:read`; written with `assets:write`)"), (name = "forms", description = "Form submissions on work orders (`forms:read`; written with `work-orders:write`)"), (name = "users", description = "The organisation's users, technicians (`users:read`, `users:write`)"))
+    tags((name = "api-keys", description = "Manage keys"), (name = "usage", description = "Usage analytics and the calling key"), (name = "verify", description = "Protect other APIs: verify a key, gateway auth"), (name = "platform", description = "Health and the scope catalogue"), (name = "work-orders", description = "Work orders (`work-orders:read`, `work-orders:write`)"), (name = "assets", description = "Assets (`assets:read`, `assets:write`)"), (name = "locations", description = "Locations (`locations:read`)"), (name = "iot", description = "IoT devices and sensor readings (`iot:read`; written with `assets:write`)"), (name = "forms", description = "Form submissions on work orders (`forms:read`; written with `work-orders:write`)"), (name = "users", description = "The organisation's users, technicians (`users:read`, `users:write`)"))
 )]
 pub struct ApiDoc;
 
@@ -117,7 +126,7 @@ fn error_description(status: u16) -> &'static str {
         401 => "`invalid_token`: no valid bearer token (with `WWW-Authenticate`)",
         403 => {
             "`insufficient_scope` (the scope is named), `scope_not_held`, `ip_not_allowed`, \
-             `plan_required` or `key_limit_reached`"
+             `plan_required`, `key_limit_reached`, or (gateway) `no_route_rule`"
         }
         404 => "`not_found`: no such resource in this organisation",
         409 => {
@@ -185,7 +194,8 @@ const WITH_ETAG: [&str; 6] = [
 ];
 
 /// Operations whose 201 carries `Location`.
-const WITH_LOCATION: [&str; 8] = [
+const WITH_LOCATION: [&str; 9] = [
+    "declare_scope",
     "create_key",
     "rotate_key",
     "create_work_order",
@@ -405,6 +415,30 @@ mod tests {
                 json!([{ "bearer": want }]),
                 "{method} {path}"
             );
+        }
+    }
+
+    #[test]
+    fn it_should_resolve_every_reference_of_the_served_document() {
+        fn refs(v: &Value, out: &mut Vec<String>) {
+            match v {
+                Value::Object(m) => {
+                    if let Some(Value::String(r)) = m.get("$ref") {
+                        out.push(r.clone());
+                    }
+                    m.values().for_each(|v| refs(v, out));
+                }
+                Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+                _ => {}
+            }
+        }
+        let doc = served();
+        let mut all = Vec::new();
+        refs(&doc, &mut all);
+        assert!(!all.is_empty());
+        for r in all {
+            let pointer = r.trim_start_matches('#');
+            assert!(doc.pointer(pointer).is_some(), "{r} does not resolve");
         }
     }
 

@@ -1312,6 +1312,7 @@ async fn a_key_with_a_legacy_prefix_keeps_it_and_can_still_be_rotated(db: StoreD
             name: KeyName::parse("old").unwrap(),
             keys: vec![root.key.clone()],
             now: Utc::now(),
+            scopes: Scope::data_scopes(),
         },
     )
     .unwrap();

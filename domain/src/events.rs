@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::ids::{KeyId, OrgId};
 use crate::plan::Plan;
-use crate::scope::Scopes;
+use crate::scope::{Scope, Scopes};
 use crate::store::{Metadata, NewEvent, RecordedEvent};
 use crate::token::Environment;
 use crate::values::{AllowedIps, KeyName, OrgName, RateLimit};
@@ -30,6 +30,10 @@ pub mod wire {
     pub const PLAN_CHANGED: &str = "PlanChanged";
     /// An organisation issued a key (counted against the plan's key limit).
     pub const KEY_ISSUED: &str = "KeyIssued";
+    /// An organisation declared a custom scope.
+    pub const SCOPE_DECLARED: &str = "ScopeDeclared";
+    /// An organisation deleted a custom scope.
+    pub const SCOPE_DELETED: &str = "ScopeDeleted";
     /// A key was created.
     pub const KEY_CREATED: &str = "KeyCreated";
     /// A key was renamed.
@@ -59,6 +63,8 @@ pub fn current_schema_version(event_type: &str) -> Option<u32> {
         wire::ORGANIZATION_CREATED
         | wire::PLAN_CHANGED
         | wire::KEY_ISSUED
+        | wire::SCOPE_DECLARED
+        | wire::SCOPE_DELETED
         | wire::KEY_RENAMED
         | wire::SCOPES_CHANGED
         | wire::ALLOWED_IPS_CHANGED
@@ -380,6 +386,24 @@ pub struct KeyIssued {
     pub rotated_from: Option<KeyId>,
 }
 
+/// `ScopeDeclared`: the organisation declared a custom scope its keys may hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeDeclared {
+    /// The scope, e.g. `billing:read`.
+    pub scope: Scope,
+    /// What it allows, shown in the catalogue.
+    pub description: String,
+}
+
+/// `ScopeDeleted`: the organisation deleted a custom scope. No key may be given it
+/// afterwards; keys that hold it keep the name (it no longer guards anything the
+/// organisation declares).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeDeleted {
+    /// The scope.
+    pub scope: Scope,
+}
+
 event_enum!(
     /// Events of an organisation stream, `org-<id>`.
     OrganizationEvent {
@@ -389,6 +413,10 @@ event_enum!(
         PlanChanged(PlanChanged) = wire::PLAN_CHANGED,
         /// See [`KeyIssued`].
         KeyIssued(KeyIssued) = wire::KEY_ISSUED,
+        /// See [`ScopeDeclared`].
+        ScopeDeclared(ScopeDeclared) = wire::SCOPE_DECLARED,
+        /// See [`ScopeDeleted`].
+        ScopeDeleted(ScopeDeleted) = wire::SCOPE_DELETED,
     }
 );
 
@@ -735,7 +763,13 @@ mod tests {
         );
         assert_eq!(
             OrganizationEvent::EVENT_TYPES,
-            ["OrganizationCreated", "PlanChanged", "KeyIssued"]
+            [
+                "OrganizationCreated",
+                "PlanChanged",
+                "KeyIssued",
+                "ScopeDeclared",
+                "ScopeDeleted"
+            ]
         );
         assert_eq!(UsageEvent::EVENT_TYPES, ["ApiCallRecorded"]);
     }

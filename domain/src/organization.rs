@@ -10,17 +10,26 @@
 //! concurrent creates cannot both pass: the second append fails with a wrong expected
 //! version, and the retry counts the first key.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::aggregate::Aggregate;
 use crate::apikey::{self, KeyStatus};
-use crate::events::{KeyIssued, OrganizationCreated, OrganizationEvent, PlanChanged};
+use crate::events::{
+    KeyIssued, OrganizationCreated, OrganizationEvent, PlanChanged, ScopeDeclared, ScopeDeleted,
+};
 use crate::ids::{KeyId, OrgId};
 use crate::plan::{KeyAllowance, Plan};
-use crate::values::{KeyName, OrgName};
+use crate::scope::{Scope, Scopes};
+use crate::values::{KeyName, OrgName, check_single_line};
+
+/// How many custom scopes an organisation may declare.
+pub const MAX_CUSTOM_SCOPES: usize = 100;
+
+/// The longest description of a custom scope, in characters.
+pub const MAX_SCOPE_DESCRIPTION: usize = 200;
 
 /// The events of this aggregate.
 pub type Event = OrganizationEvent;
@@ -36,6 +45,8 @@ pub struct State {
     pub plan: Plan,
     /// Every key it ever issued, oldest first (revoked and expired ones included).
     pub issued_keys: Vec<KeyId>,
+    /// Its custom scopes and their descriptions.
+    pub custom_scopes: BTreeMap<Scope, String>,
     /// The stream version: the number of events folded so far.
     pub version: u64,
 }
@@ -92,6 +103,20 @@ pub enum Command {
         keys: Vec<apikey::State>,
         /// The command's clock: which keys are active.
         now: DateTime<Utc>,
+        /// The new key's scopes: its custom ones must be declared here.
+        scopes: Scopes,
+    },
+    /// Declare a custom scope its keys may hold.
+    DeclareScope {
+        /// A custom scope ([`Scope::declare`]).
+        scope: Scope,
+        /// What it allows: 1 to 200 characters, one line.
+        description: String,
+    },
+    /// Delete a custom scope: no key may be given it from now on.
+    DeleteScope {
+        /// The scope.
+        scope: Scope,
     },
     /// Issue the organisation's root key (bootstrap and `keyledger orgs create`): exempt
     /// from the plan, since every organisation needs one key to start with.
@@ -140,6 +165,24 @@ pub enum Error {
         /// The duplicate id.
         key_id: KeyId,
     },
+    /// A custom scope this organisation has not declared (422 naming the scope).
+    #[error("the scope {scope} is not declared in this organization")]
+    ScopeNotDeclared {
+        /// The scope.
+        scope: Scope,
+    },
+    /// The custom scope is declared already (409 `already_exists`).
+    #[error("the scope {scope} is declared already")]
+    ScopeAlreadyDeclared {
+        /// The scope.
+        scope: Scope,
+    },
+    /// The organisation has [`MAX_CUSTOM_SCOPES`] custom scopes (422).
+    #[error("an organization may declare at most {MAX_CUSTOM_SCOPES} custom scopes")]
+    TooManyScopes,
+    /// A custom scope's description is empty, too long or not one line (422).
+    #[error("a scope's description must be 1 to {MAX_SCOPE_DESCRIPTION} characters on one line")]
+    InvalidScopeDescription,
     /// The rotated key was not issued by this organisation (404).
     #[error("key {key_id} does not belong to this organization")]
     UnknownKey {
@@ -172,9 +215,11 @@ pub fn decide(state: &Option<State>, command: Command) -> Result<Vec<Event>, Err
                 name,
                 keys,
                 now,
+                scopes,
             },
         ) => {
             ensure_new(org, key_id)?;
+            ensure_declared(org, &scopes)?;
             ensure_within_allowance(org, &keys, now)?;
             Ok(vec![
                 KeyIssued {
@@ -184,6 +229,26 @@ pub fn decide(state: &Option<State>, command: Command) -> Result<Vec<Event>, Err
                 }
                 .into(),
             ])
+        }
+        (org, Command::DeclareScope { scope, description }) => {
+            if org.custom_scopes.contains_key(&scope) {
+                return Err(Error::ScopeAlreadyDeclared { scope });
+            }
+            if org.custom_scopes.len() >= MAX_CUSTOM_SCOPES {
+                return Err(Error::TooManyScopes);
+            }
+            let description = description.trim().to_owned();
+            let n = description.chars().count();
+            if n == 0 || n > MAX_SCOPE_DESCRIPTION || check_single_line(&description).is_err() {
+                return Err(Error::InvalidScopeDescription);
+            }
+            Ok(vec![ScopeDeclared { scope, description }.into()])
+        }
+        (org, Command::DeleteScope { scope }) => {
+            if !org.custom_scopes.contains_key(&scope) {
+                return Err(Error::ScopeNotDeclared { scope });
+            }
+            Ok(vec![ScopeDeleted { scope }.into()])
         }
         (org, Command::IssueRootKey { key_id, name }) => {
             ensure_new(org, key_id)?;
@@ -257,6 +322,17 @@ fn ensure_new(org: &State, key_id: KeyId) -> Result<(), Error> {
     }
 }
 
+/// Every custom scope of `scopes` is declared by `org`.
+fn ensure_declared(org: &State, scopes: &Scopes) -> Result<(), Error> {
+    match scopes
+        .iter()
+        .find(|s| s.is_custom() && !org.custom_scopes.contains_key(s))
+    {
+        Some(scope) => Err(Error::ScopeNotDeclared { scope }),
+        None => Ok(()),
+    }
+}
+
 /// Applies one event. An event other than `OrganizationCreated` on a missing
 /// organisation is ignored (the store never holds such a stream).
 pub fn evolve(state: Option<State>, event: &Event) -> Option<State> {
@@ -266,6 +342,7 @@ pub fn evolve(state: Option<State>, event: &Event) -> Option<State> {
             name: e.name.clone(),
             plan: e.plan,
             issued_keys: Vec::new(),
+            custom_scopes: BTreeMap::new(),
             version: 1,
         }),
         (None, _) => None,
@@ -278,6 +355,12 @@ pub fn evolve(state: Option<State>, event: &Event) -> Option<State> {
                     if !org.issued_keys.contains(&e.key_id) {
                         org.issued_keys.push(e.key_id);
                     }
+                }
+                Event::ScopeDeclared(e) => {
+                    org.custom_scopes.insert(e.scope, e.description.clone());
+                }
+                Event::ScopeDeleted(e) => {
+                    org.custom_scopes.remove(&e.scope);
                 }
             }
             Some(org)
@@ -398,11 +481,92 @@ mod tests {
             name: name(),
             keys,
             now,
+            scopes: Scope::data_scopes(),
         }
     }
 
     fn issue(n: u128, keys: Vec<apikey::State>) -> Command {
         issue_seeing(n, keys, t(10))
+    }
+
+    fn billing() -> Scope {
+        Scope::declare("billing:read").unwrap()
+    }
+
+    fn declared(scope: Scope) -> Event {
+        ScopeDeclared {
+            scope,
+            description: "Read invoices".into(),
+        }
+        .into()
+    }
+
+    fn declare(scope: Scope, description: &str) -> Command {
+        Command::DeclareScope {
+            scope,
+            description: description.into(),
+        }
+    }
+
+    #[test]
+    fn it_should_declare_a_custom_scope_once() {
+        given([created(Plan::Enterprise)])
+            .when(declare(billing(), "  Read invoices "))
+            .then([declared(billing())]);
+        given([created(Plan::Enterprise), declared(billing())])
+            .when(declare(billing(), "again"))
+            .then_error(Error::ScopeAlreadyDeclared { scope: billing() });
+    }
+
+    #[test]
+    fn it_should_refuse_an_empty_long_or_multi_line_description() {
+        for bad in ["", "   ", "a\nb", &"x".repeat(201)] {
+            given([created(Plan::Enterprise)])
+                .when(declare(billing(), bad))
+                .then_error(Error::InvalidScopeDescription);
+        }
+    }
+
+    #[test]
+    fn it_should_hold_the_number_of_custom_scopes() {
+        let mut events = vec![created(Plan::Enterprise)];
+        for i in 0..MAX_CUSTOM_SCOPES {
+            events.push(declared(Scope::declare(&format!("s{i}:read")).unwrap()));
+        }
+        given(events)
+            .when(declare(billing(), "one more"))
+            .then_error(Error::TooManyScopes);
+    }
+
+    #[test]
+    fn it_should_issue_a_key_with_declared_custom_scopes_only() {
+        let with = |scopes: Scopes| Command::IssueKey {
+            key_id: key(1),
+            name: name(),
+            keys: vec![],
+            now: t(10),
+            scopes,
+        };
+        given([created(Plan::Enterprise)])
+            .when(with([billing()].into_iter().collect()))
+            .then_error(Error::ScopeNotDeclared { scope: billing() });
+        given([created(Plan::Enterprise), declared(billing())])
+            .when(with([billing(), Scope::ASSETS_READ].into_iter().collect()))
+            .then([issued(1)]);
+        let deleted: Event = ScopeDeleted { scope: billing() }.into();
+        given([created(Plan::Enterprise), declared(billing()), deleted])
+            .when(with([billing()].into_iter().collect()))
+            .then_error(Error::ScopeNotDeclared { scope: billing() });
+    }
+
+    #[test]
+    fn it_should_delete_only_a_declared_scope() {
+        given([created(Plan::Enterprise), declared(billing())])
+            .when(Command::DeleteScope { scope: billing() })
+            .then([ScopeDeleted { scope: billing() }.into()]);
+        given([created(Plan::Enterprise)])
+            .when(Command::DeleteScope { scope: billing() })
+            .then_error(Error::ScopeNotDeclared { scope: billing() });
     }
 
     #[test]

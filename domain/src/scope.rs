@@ -6,57 +6,46 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// One permission from the catalogue: its name and its description (compared, ordered
-/// and hashed by name first; names are unique). Only catalogue scopes can be constructed.
+/// One permission: from the catalogue, or a custom scope an organisation declared
+/// ([`Scope::declare`], e.g. `billing:read`). Both are a `&'static str`: custom names are
+/// interned, so a scope stays as cheap to copy and compare as a constant.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Scope(&'static str, &'static str);
+pub struct Scope(&'static str);
 
 impl Scope {
     /// Read work orders.
-    pub const WORK_ORDERS_READ: Scope = Scope("work-orders:read", "Read work orders");
-    /// Create and update work orders.
-    pub const WORK_ORDERS_WRITE: Scope = Scope(
-        "work-orders:write",
-        "Create and update work orders, and submit forms on them",
-    );
+    pub const WORK_ORDERS_READ: Scope = Scope("work-orders:read");
+    /// Create and update work orders, and submit forms on them.
+    pub const WORK_ORDERS_WRITE: Scope = Scope("work-orders:write");
     /// Read assets.
-    pub const ASSETS_READ: Scope = Scope("assets:read", "Read assets");
-    /// Create and update assets, and ingest their IoT devices' readings.
-    pub const ASSETS_WRITE: Scope = Scope(
-        "assets:write",
-        "Create and update assets, register their IoT devices and ingest sensor readings",
-    );
+    pub const ASSETS_READ: Scope = Scope("assets:read");
+    /// Create and update assets, register their IoT devices and ingest sensor readings.
+    pub const ASSETS_WRITE: Scope = Scope("assets:write");
     /// Read locations.
-    pub const LOCATIONS_READ: Scope = Scope("locations:read", "Read locations");
+    pub const LOCATIONS_READ: Scope = Scope("locations:read");
     /// Read form submissions on work orders.
-    pub const FORMS_READ: Scope = Scope("forms:read", "Read form submissions on work orders");
+    pub const FORMS_READ: Scope = Scope("forms:read");
     /// Read IoT devices and their sensor readings.
-    pub const IOT_READ: Scope = Scope("iot:read", "Read IoT devices and their sensor readings");
+    pub const IOT_READ: Scope = Scope("iot:read");
     /// Read the organisation's users (technicians).
-    pub const USERS_READ: Scope =
-        Scope("users:read", "Read the organisation's users (technicians)");
-    /// Create and update the organisation's users (technicians).
-    pub const USERS_WRITE: Scope = Scope(
-        "users:write",
-        "Create and update the organisation's users (technicians)",
-    );
+    pub const USERS_READ: Scope = Scope("users:read");
+    /// Create the organisation's users (technicians).
+    pub const USERS_WRITE: Scope = Scope("users:write");
     /// List and show keys, their usage and history.
-    pub const API_KEYS_READ: Scope = Scope(
-        "api-keys:read",
-        "List and show API keys, their usage and history",
-    );
+    pub const API_KEYS_READ: Scope = Scope("api-keys:read");
     /// Create keys.
-    pub const API_KEYS_CREATE: Scope = Scope("api-keys:create", "Create API keys");
+    pub const API_KEYS_CREATE: Scope = Scope("api-keys:create");
     /// Rename keys, change their scopes, IPs and expiry, rotate them.
-    pub const API_KEYS_WRITE: Scope = Scope(
-        "api-keys:write",
-        "Rename API keys, change their scopes, IPs and expiry, rotate them",
-    );
+    pub const API_KEYS_WRITE: Scope = Scope("api-keys:write");
     /// Revoke keys.
-    pub const API_KEYS_REVOKE: Scope = Scope("api-keys:revoke", "Revoke API keys");
+    pub const API_KEYS_REVOKE: Scope = Scope("api-keys:revoke");
+    /// Verify other keys of the organisation for a service of its own
+    /// (`POST /v1/keys/verify`).
+    pub const KEYS_VERIFY: Scope = Scope("keys:verify");
 
     /// The data scopes, in catalogue order.
     pub const DATA: &'static [Scope] = &[
@@ -79,24 +68,112 @@ impl Scope {
         Scope::API_KEYS_REVOKE,
     ];
 
+    /// The scopes of services that protect their own APIs with keyledger's keys.
+    pub const SERVICE: &'static [Scope] = &[Scope::KEYS_VERIFY];
+
+    /// What each catalogue scope allows, in catalogue order: what `GET /scopes` lists.
+    const DESCRIPTIONS: &'static [(Scope, &'static str)] = &[
+        (Scope::WORK_ORDERS_READ, "Read work orders"),
+        (
+            Scope::WORK_ORDERS_WRITE,
+            "Create and update work orders, and submit forms on them",
+        ),
+        (Scope::ASSETS_READ, "Read assets"),
+        (
+            Scope::ASSETS_WRITE,
+            "Create and update assets, register their IoT devices and ingest sensor readings",
+        ),
+        (Scope::LOCATIONS_READ, "Read locations"),
+        (Scope::FORMS_READ, "Read form submissions on work orders"),
+        (
+            Scope::IOT_READ,
+            "Read IoT devices and their sensor readings",
+        ),
+        (
+            Scope::USERS_READ,
+            "Read the organisation's users (technicians)",
+        ),
+        (
+            Scope::USERS_WRITE,
+            "Create the organisation's users (technicians)",
+        ),
+        (
+            Scope::API_KEYS_READ,
+            "List and show API keys, their usage and history",
+        ),
+        (Scope::API_KEYS_CREATE, "Create API keys"),
+        (
+            Scope::API_KEYS_WRITE,
+            "Rename API keys, change their scopes, IPs and expiry, rotate them",
+        ),
+        (Scope::API_KEYS_REVOKE, "Revoke API keys"),
+        (
+            Scope::KEYS_VERIFY,
+            "Verify other keys of the organisation for a service of its own",
+        ),
+    ];
+
+    /// Every catalogue scope with what it allows, in catalogue order (data, management,
+    /// service scopes); custom scopes are not in it.
+    pub fn catalogue() -> impl Iterator<Item = (Scope, &'static str)> {
+        Scope::DESCRIPTIONS.iter().copied()
+    }
+
+    /// What a catalogue scope allows; `None` for a custom scope.
+    pub fn description(&self) -> Option<&'static str> {
+        Scope::DESCRIPTIONS
+            .iter()
+            .find(|(scope, _)| scope == self)
+            .map(|(_, description)| *description)
+    }
+
     /// Looks a scope up in the catalogue.
     pub fn parse(s: &str) -> Result<Scope, ScopeError> {
         Scope::DATA
             .iter()
             .chain(Scope::MANAGEMENT)
+            .chain(Scope::SERVICE)
             .copied()
             .find(|scope| scope.0 == s)
             .ok_or_else(|| ScopeError::Unknown(s.to_owned()))
     }
 
-    /// What the scope allows, as the catalogue (`GET /scopes`) describes it.
-    pub const fn description(&self) -> &'static str {
-        self.1
+    /// A custom scope: `resource:action`, each part a lowercase letter then lowercase
+    /// letters, digits or `-`, at most 64 characters in all, and not a catalogue name.
+    /// The name is interned for the life of the process, so only names that are declared
+    /// (an organisation's `ScopeDeclared` events, the gateway's rules) come here; a name
+    /// from a request is looked up with [`Scope::lookup`], which never interns.
+    pub fn declare(name: &str) -> Result<Scope, ScopeError> {
+        if let Ok(builtin) = Scope::parse(name) {
+            return Err(ScopeError::Shadows(builtin));
+        }
+        check_custom_name(name)?;
+        let mut interned = custom_names()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(known) = interned.get(name) {
+            return Ok(Scope(known));
+        }
+        let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        interned.insert(leaked);
+        Ok(Scope(leaked))
     }
 
-    /// Every scope of the catalogue, in catalogue order (data scopes first).
-    pub fn catalogue() -> impl Iterator<Item = Scope> {
-        Scope::DATA.iter().chain(Scope::MANAGEMENT).copied()
+    /// A catalogue scope, or a custom one this process already knows (declared in an
+    /// organisation it has loaded); `None` otherwise. Never interns.
+    pub fn lookup(name: &str) -> Option<Scope> {
+        Scope::parse(name).ok().or_else(|| {
+            custom_names()
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(name)
+                .map(|known| Scope(known))
+        })
+    }
+
+    /// Whether this is a custom scope (not in the catalogue).
+    pub fn is_custom(&self) -> bool {
+        Scope::parse(self.0).is_err()
     }
 
     /// The scope's name, e.g. `work-orders:read`.
@@ -114,8 +191,28 @@ impl Scope {
         Scope::DATA
             .iter()
             .chain(Scope::MANAGEMENT)
+            .chain(Scope::SERVICE)
             .copied()
             .collect()
+    }
+}
+
+/// Custom scope names known to this process.
+fn custom_names() -> &'static Mutex<BTreeSet<&'static str>> {
+    static NAMES: OnceLock<Mutex<BTreeSet<&'static str>>> = OnceLock::new();
+    NAMES.get_or_init(|| Mutex::new(BTreeSet::new()))
+}
+
+/// The form of a custom scope's name (see [`Scope::declare`]).
+pub fn check_custom_name(name: &str) -> Result<(), ScopeError> {
+    let part = |p: &str| {
+        let mut chars = p.chars();
+        chars.next().is_some_and(|c| c.is_ascii_lowercase())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    match name.split_once(':') {
+        Some((resource, action)) if name.len() <= 64 && part(resource) && part(action) => Ok(()),
+        _ => Err(ScopeError::Invalid(name.to_owned())),
     }
 }
 
@@ -147,8 +244,12 @@ impl Serialize for Scope {
 
 impl<'de> Deserialize<'de> for Scope {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Stored events and read models hold catalogue names and the custom names their
+        // organisations declared.
         let s = String::deserialize(deserializer)?;
-        Scope::parse(&s).map_err(serde::de::Error::custom)
+        Scope::parse(&s)
+            .or_else(|_| Scope::declare(&s))
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -158,6 +259,14 @@ pub enum ScopeError {
     /// The name is not in the catalogue.
     #[error("unknown scope {0:?}")]
     Unknown(String),
+    /// Not of the form of a custom scope (`resource:action`, lowercase).
+    #[error(
+        "{0:?} is not a scope name: `resource:action`, lowercase letters, digits and '-', at most 64 characters"
+    )]
+    Invalid(String),
+    /// A custom scope may not take a catalogue scope's name.
+    #[error("{0} is a built-in scope")]
+    Shadows(Scope),
     /// A key tried to grant a scope it does not hold itself.
     #[error("cannot grant scope {0} that the acting key does not hold")]
     NotHeld(Scope),
@@ -201,9 +310,16 @@ impl Scopes {
         self.0.is_subset(&other.0)
     }
 
-    /// The first scope (in sorted order) of `self` that `holder` lacks.
+    /// The first scope (in sorted order) of `self` that `holder` lacks, for granting and
+    /// managing keys. A holder of every built-in scope (a root key) counts as holding every
+    /// custom scope: someone must be able to hand out a scope the organisation just
+    /// declared (the domain checks that it is declared).
     pub fn first_missing_from(&self, holder: &Scopes) -> Option<Scope> {
-        self.0.difference(&holder.0).next().copied()
+        let root = Scope::all().is_subset_of(holder);
+        self.0
+            .difference(&holder.0)
+            .find(|s| !(root && s.is_custom()))
+            .copied()
     }
 
     /// The scopes in sorted order.
@@ -256,21 +372,81 @@ mod tests {
     use super::*;
 
     #[test]
+    fn it_should_declare_custom_scopes_of_the_right_form_and_never_a_builtin_name() {
+        let billing = Scope::declare("billing:read").unwrap();
+        assert_eq!(billing.as_str(), "billing:read");
+        assert!(billing.is_custom() && !Scope::ASSETS_READ.is_custom());
+        assert_eq!(Scope::declare("billing:read").unwrap(), billing);
+        assert_eq!(Scope::lookup("billing:read"), Some(billing));
+        assert_eq!(Scope::lookup("assets:read"), Some(Scope::ASSETS_READ));
+        assert_eq!(
+            Scope::declare("assets:read"),
+            Err(ScopeError::Shadows(Scope::ASSETS_READ))
+        );
+        for bad in [
+            "billing",
+            "Billing:read",
+            "billing:",
+            ":read",
+            "a:b:c",
+            "bil ling:read",
+            "1x:read",
+        ] {
+            assert_eq!(
+                Scope::declare(bad),
+                Err(ScopeError::Invalid(bad.into())),
+                "{bad}"
+            );
+        }
+        assert!(Scope::declare(&format!("{}:read", "a".repeat(60))).is_err());
+    }
+
+    #[test]
+    fn it_should_let_a_root_key_grant_custom_scopes_and_no_other_key() {
+        let custom: Scopes = [Scope::declare("ledger:write").unwrap()]
+            .into_iter()
+            .collect();
+        assert!(ensure_can_grant(&Scope::all(), &custom).is_ok());
+        assert!(ensure_can_grant(&Scope::data_scopes(), &custom).is_err());
+    }
+
+    #[test]
+    fn it_should_not_intern_a_name_it_only_looks_up() {
+        assert_eq!(Scope::lookup("never-declared:read"), None);
+        assert_eq!(Scope::lookup("never-declared:read"), None);
+    }
+
+    #[test]
+    fn it_should_read_a_stored_custom_scope() {
+        let scopes: Scopes = serde_json::from_str(r#"["stored:write", "assets:read"]"#).unwrap();
+        assert_eq!(scopes.names(), vec!["assets:read", "stored:write"]);
+    }
+
+    #[test]
     fn it_should_parse_every_catalogue_scope() {
         for scope in Scope::all().iter() {
             assert_eq!(Scope::parse(scope.as_str()), Ok(scope));
         }
-        assert_eq!(Scope::all().len(), 13);
+        assert_eq!(Scope::all().len(), 14);
         assert_eq!(Scope::data_scopes().len(), 9);
     }
 
     #[test]
-    fn it_should_describe_every_catalogue_scope() {
-        assert_eq!(Scope::catalogue().count(), 13);
-        for scope in Scope::catalogue() {
-            assert!(!scope.description().is_empty(), "{scope}");
-        }
-        assert_eq!(Scope::WORK_ORDERS_READ.description(), "Read work orders");
+    fn it_should_describe_every_catalogue_scope_in_catalogue_order() {
+        let described: Vec<Scope> = Scope::catalogue().map(|(scope, _)| scope).collect();
+        let order: Vec<Scope> = Scope::DATA
+            .iter()
+            .chain(Scope::MANAGEMENT)
+            .chain(Scope::SERVICE)
+            .copied()
+            .collect();
+        assert_eq!(described, order);
+        assert_eq!(
+            Scope::WORK_ORDERS_READ.description(),
+            Some("Read work orders")
+        );
+        assert!(Scope::catalogue().all(|(_, d)| !d.is_empty()));
+        assert_eq!(Scope::declare("billing:read").unwrap().description(), None);
     }
 
     #[test]
@@ -293,9 +469,9 @@ mod tests {
     }
 
     #[test]
-    fn it_should_reject_an_unknown_scope_in_json() {
-        let err = serde_json::from_str::<Scopes>(r#"["bogus:read"]"#).unwrap_err();
-        assert!(err.to_string().contains("bogus:read"));
+    fn it_should_reject_a_name_that_is_no_scope_in_json() {
+        let err = serde_json::from_str::<Scopes>(r#"["Bogus read"]"#).unwrap_err();
+        assert!(err.to_string().contains("Bogus read"));
     }
 
     #[test]

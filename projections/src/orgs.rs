@@ -88,8 +88,11 @@ impl Projection for OrganizationsProjection {
                 .execute(&mut *conn)
                 .await?;
             }
-            OrganizationEvent::KeyIssued(_) => {
-                // Only moves the stream version (the key itself is in `api_keys`).
+            OrganizationEvent::KeyIssued(_)
+            | OrganizationEvent::ScopeDeclared(_)
+            | OrganizationEvent::ScopeDeleted(_) => {
+                // Only moves the stream version (the key itself is in `api_keys`; custom
+                // scopes are read from the organisation's stream).
                 sqlx::query("UPDATE organizations SET version = $1 WHERE id = $2 AND version < $1")
                     .bind(version)
                     .bind(id.clone())

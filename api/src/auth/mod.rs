@@ -27,6 +27,7 @@ pub use verify::{
     AuthFailure, Authenticator, CacheConfig, Principal, RateLimitState, bearer_from_headers,
 };
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -35,11 +36,13 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
+use domain::apikey;
 use domain::events::ApiCallRecorded;
+use domain::scope::Scope;
 
 use self::client_ip::client_ip_of;
 use self::scopes::{Access, AccessTable};
-use crate::app::AppState;
+use crate::app::{App, AppState};
 use crate::http::error::ApiError;
 
 /// The middleware; install with `axum::middleware::from_fn_with_state` as a
@@ -77,72 +80,150 @@ pub async fn authenticate(
     };
     drop(token);
 
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let request_id = request_id_of(req.headers());
     let client_ip = client_ip_of(req.extensions(), req.headers(), &app.trusted_proxies);
 
-    let per_minute = app.requests_per_minute(&key).await;
-
-    let (mut response, limit_state) = 'checks: {
-        // 3. Where from.
-        if let Some(ip) = client_ip
-            && !key.allowed_ips.permits(ip)
-        {
-            break 'checks (
-                ApiError::IpNotAllowed.into_response(),
-                app.limits.peek(key.id, per_minute),
-            );
-        }
-        // 4. What for.
-        match required {
-            Access::AnyKey => {}
-            Access::Scope(scope) if key.scopes.contains(scope) => {}
-            Access::Scope(scope) => {
-                break 'checks (
-                    ApiError::InsufficientScope(scope.as_str().to_owned()).into_response(),
-                    app.limits.peek(key.id, per_minute),
-                );
-            }
-        }
-        // 5. How often.
-        match app.limits.check(key.id, per_minute) {
-            Err(exceeded) => {
-                let res = ApiError::RateLimited {
-                    retry_after_secs: exceeded.retry_after_seconds,
-                }
-                .into_response();
-                break 'checks (res, exceeded.state);
-            }
-            Ok(limit_state) => {
-                // 6. The handler.
-                req.extensions_mut().insert(Principal { key: key.clone() });
-                req.extensions_mut().insert(limit_state);
-                (next.run(req).await, limit_state)
-            }
+    // 3 to 5, then 6: the handler. A verifying service's own limit is not spent by its
+    // verify calls: the verified key's is (else one busy service would be held to one
+    // key's limit for all its callers). Its calls are still recorded.
+    let admitted = if required == Access::Scope(Scope::KEYS_VERIFY) {
+        admit_unlimited(app, &key, client_ip, &[required]).await
+    } else {
+        admit(app, &key, client_ip, &[required]).await
+    };
+    let (mut response, limit_state) = match admitted {
+        Err(refusal) => (refusal.error.into_response(), refusal.limit),
+        Ok(limit_state) => {
+            req.extensions_mut().insert(Principal { key: key.clone() });
+            req.extensions_mut().insert(limit_state);
+            (next.run(req).await, limit_state)
         }
     };
-
     set_rate_limit_headers(response.headers_mut(), limit_state);
-
-    let status = response.status().as_u16();
-    let call = ApiCallRecorded {
-        org_id: key.org_id,
+    let call = Call {
+        started,
         at,
         method: method.to_string(),
         route,
-        status,
-        latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         client_ip,
         request_id,
     };
-    if !app.usage.record(key.id, call).await {
+    record(app, &key, call, response.status().as_u16()).await;
+    response
+}
+
+/// Steps 3 to 5 refused an identified key: the error, and the key's rate-limit state
+/// (unspent) for the `RateLimit-*` headers.
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: ApiError,
+    pub limit: RateLimitState,
+}
+
+/// Steps 3 to 5 of the order for a key that steps 1 and 2 identified: where from (its
+/// allowed IPs), what for (every scope of `required`), how often (its rate limit, spent
+/// only when the first two pass). The one place these checks are written: the auth layer,
+/// `POST /v1/keys/verify` and the gateway endpoint all call it.
+pub async fn admit(
+    app: &App,
+    key: &apikey::State,
+    client_ip: Option<IpAddr>,
+    required: &[Access],
+) -> Result<RateLimitState, Refusal> {
+    let per_minute = app.requests_per_minute(key).await;
+    where_and_what(app, key, per_minute, client_ip, required)?;
+    // 5. How often.
+    app.limits
+        .check(key.id, per_minute)
+        .map_err(|exceeded| Refusal {
+            error: ApiError::RateLimited {
+                retry_after_secs: exceeded.retry_after_seconds,
+            },
+            limit: exceeded.state,
+        })
+}
+
+/// Steps 3 and 4 only: the key's rate limit is shown, not spent.
+pub async fn admit_unlimited(
+    app: &App,
+    key: &apikey::State,
+    client_ip: Option<IpAddr>,
+    required: &[Access],
+) -> Result<RateLimitState, Refusal> {
+    let per_minute = app.requests_per_minute(key).await;
+    where_and_what(app, key, per_minute, client_ip, required)?;
+    Ok(app.limits.peek(key.id, per_minute))
+}
+
+/// Steps 3 (where from) and 4 (what for).
+fn where_and_what(
+    app: &App,
+    key: &apikey::State,
+    per_minute: u32,
+    client_ip: Option<IpAddr>,
+    required: &[Access],
+) -> Result<(), Refusal> {
+    let refuse = |error| Refusal {
+        error,
+        limit: app.limits.peek(key.id, per_minute),
+    };
+    // 3. Where from.
+    if let Some(ip) = client_ip
+        && !key.allowed_ips.permits(ip)
+    {
+        return Err(refuse(ApiError::IpNotAllowed));
+    }
+    // 4. What for.
+    for access in required {
+        if let Access::Scope(scope) = access
+            && !key.scopes.contains(*scope)
+        {
+            return Err(refuse(ApiError::InsufficientScope(
+                scope.as_str().to_owned(),
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// One call of an identified key, as step 6 records it.
+#[derive(Debug)]
+pub struct Call {
+    /// When the request arrived (for its latency).
+    pub started: Instant,
+    pub at: chrono::DateTime<Utc>,
+    pub method: String,
+    /// A route template (never a raw path: usage groups by it).
+    pub route: String,
+    pub client_ip: Option<IpAddr>,
+    pub request_id: Option<String>,
+}
+
+/// Step 6: appends the call's `ApiCallRecorded` with the status it was answered with (in
+/// durable mode, returns once it is committed).
+pub async fn record(app: &App, key: &apikey::State, call: Call, status: u16) {
+    let event = ApiCallRecorded {
+        org_id: key.org_id,
+        at: call.at,
+        method: call.method,
+        route: call.route,
+        status,
+        latency_us: u64::try_from(call.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        client_ip: call.client_ip,
+        request_id: call.request_id,
+    };
+    if !app.usage.record(key.id, event).await {
         // Durable mode could not commit the event: say so rather than pretend.
         tracing::error!(key_id = %key.id, "usage event not recorded");
     }
-    response
+}
+
+/// The request id the request-id layer left in the headers.
+pub fn request_id_of(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 /// The 405 for a method the route lacks, with `Allow` from the access table. A route
@@ -163,14 +244,14 @@ fn method_not_allowed(access: &AccessTable, route: &str) -> Response {
     res
 }
 
-fn unauthenticated(failure: AuthFailure, environment: domain::token::Environment) -> Response {
+pub fn unauthenticated(failure: AuthFailure, environment: domain::token::Environment) -> Response {
     metrics::counter!("keyledger_auth_failures_total", "reason" => failure.as_str()).increment(1);
     failure.to_error(environment).into_response()
 }
 
 /// `RateLimit-Limit`, `-Remaining`, `-Reset`, and the IETF draft's structured
 /// `RateLimit-Policy` and `RateLimit` fields.
-fn set_rate_limit_headers(headers: &mut HeaderMap, s: RateLimitState) {
+pub fn set_rate_limit_headers(headers: &mut HeaderMap, s: RateLimitState) {
     let pairs = [
         ("ratelimit-limit", s.limit.to_string()),
         ("ratelimit-remaining", s.remaining.to_string()),

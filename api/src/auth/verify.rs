@@ -231,6 +231,18 @@ impl Authenticator {
     /// Checks a bearer token: format and checksum, environment, known key, secret,
     /// status. Returns the key's current state.
     pub async fn authenticate(&self, bearer: &str) -> Result<Arc<apikey::State>, AuthFailure> {
+        let state = self.identify(bearer).await?;
+        match state.status(Utc::now()) {
+            KeyStatus::Active => Ok(state),
+            KeyStatus::Revoked => Err(AuthFailure::Revoked),
+            KeyStatus::Expired => Err(AuthFailure::Expired),
+        }
+    }
+
+    /// Steps 1 and 2 but the status: format and checksum, environment, known key, secret.
+    /// Returns the key's current state whatever its status (for `POST /v1/keys/verify`,
+    /// which tells a revoked key of the caller's organisation from one of another).
+    pub async fn identify(&self, bearer: &str) -> Result<Arc<apikey::State>, AuthFailure> {
         let parsed = Token::parse(bearer).map_err(|_| AuthFailure::Malformed)?;
         if parsed.environment != self.environment {
             return Err(AuthFailure::WrongEnvironment);
@@ -287,11 +299,7 @@ impl Authenticator {
                     .await?
             }
         }
-        match state.status(Utc::now()) {
-            KeyStatus::Active => Ok(state),
-            KeyStatus::Revoked => Err(AuthFailure::Revoked),
-            KeyStatus::Expired => Err(AuthFailure::Expired),
-        }
+        Ok(state)
     }
 
     /// First verification of a key's token on this node: argon2, off the async threads,

@@ -77,21 +77,27 @@ pub struct RotateArgs {
 
 /// The command line's key, checked as the API checks a `POST .../api-keys` body; an
 /// error names the flag.
-fn new_key(args: &CreateArgs, now: DateTime<Utc>) -> anyhow::Result<NewKey> {
+fn new_key(args: &CreateArgs, now: DateTime<Utc>, custom: &[String]) -> anyhow::Result<NewKey> {
     let name = KeyName::parse(&args.name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
     let scopes = if args.all_scopes {
         Scope::all()
     } else {
         let mut scopes = Scopes::new();
         for raw in &args.scopes {
-            let scope = Scope::parse(raw.trim())
-                .map_err(|e| anyhow::anyhow!("--scopes: {e}; known scopes: {}", known_scopes()))?;
+            // Built-in scopes, and the organisation's custom ones (known once it is loaded).
+            let raw = raw.trim();
+            let scope = Scope::lookup(raw).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--scopes: unknown scope {raw:?}; known scopes: {}",
+                    known_scopes(custom)
+                )
+            })?;
             scopes.insert(scope);
         }
         if scopes.is_empty() {
             anyhow::bail!(
                 "--scopes: name at least one scope; known scopes: {}",
-                known_scopes()
+                known_scopes(custom)
             );
         }
         scopes
@@ -130,15 +136,32 @@ fn new_key(args: &CreateArgs, now: DateTime<Utc>) -> anyhow::Result<NewKey> {
     })
 }
 
-fn known_scopes() -> String {
-    Scope::all().names().join(", ")
+/// The built-in scopes and the organisation's custom ones.
+fn known_scopes(custom: &[String]) -> String {
+    Scope::all()
+        .names()
+        .into_iter()
+        .map(str::to_owned)
+        .chain(custom.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `keys create`: checks the flags, then creates the key through the command layer.
 pub async fn create(args: CreateArgs) -> anyhow::Result<()> {
-    let new = new_key(&args, Utc::now())?;
     let opened = open_stores(&args.stores).await?;
     let service = KeyService::new(opened.events.clone());
+    // Loading the organisation makes its custom scopes known to `--scopes`; a missing
+    // organisation is reported by the create itself.
+    let custom: Vec<String> = match service.load_org(args.org).await {
+        Ok(Some(org)) => org
+            .custom_scopes
+            .keys()
+            .map(|s| s.as_str().to_owned())
+            .collect(),
+        _ => Vec::new(),
+    };
+    let new = new_key(&args, Utc::now(), &custom)?;
     let created = service
         .create_key(&cli_context(), args.org, &Actor::Operator, new)
         .await
@@ -271,6 +294,7 @@ mod tests {
         let new = new_key(
             &parse(&["--scopes", "work-orders:read,assets:read"]),
             Utc::now(),
+            &[],
         )
         .unwrap();
         let mut names = new.scopes.unwrap().names();
@@ -282,7 +306,12 @@ mod tests {
 
     #[test]
     fn an_unknown_scope_is_refused_naming_the_flag_and_the_scope() {
-        let err = new_key(&parse(&["--scopes", "work-orders:read,bogus"]), Utc::now()).unwrap_err();
+        let err = new_key(
+            &parse(&["--scopes", "work-orders:read,bogus"]),
+            Utc::now(),
+            &[],
+        )
+        .unwrap_err();
         let text = err.to_string();
         assert!(
             text.starts_with("--scopes: unknown scope \"bogus\""),
@@ -296,7 +325,7 @@ mod tests {
 
     #[test]
     fn all_scopes_grants_the_management_scopes_too() {
-        let new = new_key(&parse(&["--all-scopes"]), Utc::now()).unwrap();
+        let new = new_key(&parse(&["--all-scopes"]), Utc::now(), &[]).unwrap();
         assert_eq!(new.scopes.unwrap(), Scope::all());
     }
 
@@ -314,13 +343,13 @@ mod tests {
         ] {
             let mut argv = vec!["--scopes", "assets:read"];
             argv.extend(extra);
-            let err = new_key(&parse(&argv), now).unwrap_err();
+            let err = new_key(&parse(&argv), now, &[]).unwrap_err();
             assert!(err.to_string().starts_with(flag), "{flag}: {err}");
         }
         let mut args = parse(&["--scopes", "assets:read"]);
         args.name = "  ".into();
         assert!(
-            new_key(&args, now)
+            new_key(&args, now, &[])
                 .unwrap_err()
                 .to_string()
                 .starts_with("--name")

@@ -74,6 +74,14 @@ pub enum ApiError {
     /// 403 `ip_not_allowed`: the client IP is outside the key's allowed CIDRs.
     #[error("client IP not allowed")]
     IpNotAllowed,
+    /// 403 `no_route_rule`: no gateway route rule covers the call (method and path named).
+    #[error("no gateway route rule for {method} {path}")]
+    NoRouteRule {
+        /// The original call's method.
+        method: String,
+        /// The original call's path, without its query.
+        path: String,
+    },
     /// 403 `plan_required`: the organisation's plan does not allow this.
     #[error("plan required: {0}")]
     PlanRequired(String),
@@ -181,6 +189,7 @@ impl ApiError {
             KeyNotSubordinate(_) => (StatusCode::FORBIDDEN, "key_not_subordinate"),
             RestrictionNotHeld { .. } => (StatusCode::FORBIDDEN, "restriction_not_held"),
             IpNotAllowed => (StatusCode::FORBIDDEN, "ip_not_allowed"),
+            NoRouteRule { .. } => (StatusCode::FORBIDDEN, "no_route_rule"),
             PlanRequired(_) => (StatusCode::FORBIDDEN, "plan_required"),
             KeyLimitReached(_) => (StatusCode::FORBIDDEN, "key_limit_reached"),
             NotFound => (StatusCode::NOT_FOUND, "not_found"),
@@ -221,6 +230,10 @@ impl ApiError {
             BadRequest(why) => why.clone(),
             Unauthenticated(why) => why.clone(),
             InsufficientScope(scope) => format!("this key does not hold the scope {scope}"),
+            NoRouteRule { method, path } => format!(
+                "no route rule of this gateway covers {method} {path}: calls no rule names are \
+                 refused"
+            ),
             ScopeNotHeld(scope) => {
                 format!("a key cannot grant the scope {scope}, which it does not hold itself")
             }
@@ -446,7 +459,12 @@ impl From<organization::Error> for ApiError {
                     .into(),
             ),
             E::KeyLimitReached { limit } => ApiError::KeyLimitReached(limit),
-            E::AlreadyExists | E::KeyAlreadyIssued { .. } => ApiError::AlreadyExists(e.to_string()),
+            E::AlreadyExists | E::KeyAlreadyIssued { .. } | E::ScopeAlreadyDeclared { .. } => {
+                ApiError::AlreadyExists(e.to_string())
+            }
+            E::ScopeNotDeclared { .. } => ApiError::field("scopes", e.to_string()),
+            E::TooManyScopes => ApiError::field("name", e.to_string()),
+            E::InvalidScopeDescription => ApiError::field("description", e.to_string()),
         }
     }
 }

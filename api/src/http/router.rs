@@ -31,6 +31,7 @@ pub fn app(state: AppState) -> Result<Router, AccessTableError> {
         .split_for_parts();
     let router = api
         .merge(openapi::router(openapi::complete_document(document)))
+        .merge(crate::console::router())
         .route("/metrics", get(metrics::render))
         // Errors no handler wrote are problem+json too: a path no route has (404), and a
         // method a route does not have (405; axum adds `Allow`). Set after every merge:

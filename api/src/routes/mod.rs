@@ -6,7 +6,9 @@
 //! layer's access table ([`crate::auth::scopes::AccessTable`]) too.
 
 pub mod audit;
+pub mod custom_scopes;
 pub mod data;
+pub mod gateway;
 pub mod keys;
 pub mod platform;
 pub mod usage;
@@ -23,11 +25,14 @@ pub fn protected() -> OpenApiRouter<AppState> {
         .merge(usage::router())
         .merge(audit::router())
         .merge(data::router())
+        .merge(gateway::verify_router())
+        .merge(custom_scopes::router())
 }
 
-/// The documented routes that need no key (health).
+/// The documented routes outside the auth layer: health, and the gateway endpoint, which
+/// runs the auth order itself with the scope its route rules name.
 pub fn public() -> OpenApiRouter<AppState> {
-    platform::router()
+    platform::router().merge(gateway::gateway_router())
 }
 
 /// `ETag: "<version>"`.

@@ -41,9 +41,9 @@ pub struct ScopeCatalogue {
 pub async fn list_scopes() -> Json<ScopeCatalogue> {
     Json(ScopeCatalogue {
         items: domain::Scope::catalogue()
-            .map(|scope| ScopeEntry {
+            .map(|(scope, description)| ScopeEntry {
                 name: scope.as_str(),
-                description: scope.description(),
+                description,
             })
             .collect(),
     })

@@ -1,5 +1,6 @@
 //! A bare axum route, the baseline of the hot-path benchmark: `bare ADDR` serves
-//! `GET /` with a fixed body and nothing else (no layers, no state).
+//! `GET /` with a fixed body and nothing else (no layers, no state); any other path gets
+//! the same answer (the gateway benchmark's upstream).
 
 use axum::Router;
 use axum::routing::get;
@@ -11,7 +12,9 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:0".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    let app = Router::new().route("/", get(|| async { "ok" }));
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .fallback(|| async { "ok" });
     axum::serve(listener, app).await?;
     Ok(())
 }

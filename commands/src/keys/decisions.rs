@@ -48,6 +48,28 @@ impl Decision for ChangePlan {
     }
 }
 
+/// Declares or deletes one of an organisation's custom scopes.
+pub(super) struct ChangeScopes {
+    pub(super) org: OrgId,
+    pub(super) command: organization::Command,
+}
+
+impl Decision for ChangeScopes {
+    type Output = ();
+
+    fn stream(&self) -> String {
+        self.org.stream()
+    }
+
+    async fn decide(&mut self, tx: &mut Attempt) -> Result<(), CommandError> {
+        let stream = self.org.stream();
+        let org = tx.load::<Organization>(&stream).await?;
+        let events = organization::decide(&org, self.command.clone())?;
+        tx.append(&stream, &events);
+        Ok(())
+    }
+}
+
 /// Creates an organisation with a given id and its root key, atomically. When the org
 /// stream exists already (another writer created it first), the organisation refuses:
 /// `AlreadyExists`.
@@ -200,6 +222,7 @@ impl Decision for CreateKey<'_> {
                 name: new.name.clone(),
                 keys,
                 now,
+                scopes: self.scopes.clone(),
             },
         )?;
         let (token, secret_hash) = self.secret.get().await?;
@@ -252,6 +275,23 @@ impl Decision for UpdateKey<'_> {
             return Err(CommandError::PreconditionFailed { current: version });
         }
         policy::ensure_may_manage(self.actor, &current.scopes)?;
+        // New custom scopes must be declared by the organisation (read, not appended to:
+        // a scope deleted meanwhile is caught on the next change).
+        if let Some(scopes) = &self.patch.scopes
+            && scopes.iter().any(|s| s.is_custom())
+        {
+            let org = tx
+                .load::<Organization>(&self.org.stream())
+                .await?
+                .ok_or(organization::Error::NotFound)?;
+            if let Some(scope) = scopes
+                .iter()
+                .filter(|s| s.is_custom())
+                .find(|s| !org.custom_scopes.contains_key(s))
+            {
+                return Err(organization::Error::ScopeNotDeclared { scope }.into());
+            }
+        }
         let (events, after) = decide_patch(&key, self.actor, self.patch, Utc::now())?;
         if let (Actor::Key(_), Some(after)) = (self.actor, &after) {
             let (before, after) = (Restrictions::of(current), Restrictions::of(after));

@@ -30,7 +30,9 @@ mod error;
 mod execute;
 mod types;
 
-use decisions::{ChangePlan, CreateKey, CreateOrganization, Revoke, Rotate, UpdateKey};
+use decisions::{
+    ChangePlan, ChangeScopes, CreateKey, CreateOrganization, Revoke, Rotate, UpdateKey,
+};
 pub use error::CommandError;
 use execute::{execute, load};
 pub use types::{CommandContext, CreatedKey, KeyPatch, NewKey, Written};
@@ -158,6 +160,33 @@ impl KeyService {
         plan: Plan,
     ) -> Result<Written, CommandError> {
         let ((), written) = execute(&self.store, ctx, &mut ChangePlan { org, plan }).await?;
+        Ok(written)
+    }
+
+    /// Declares a custom scope of `org` (a name [`Scope::declare`] accepts).
+    #[tracing::instrument(skip(self, ctx, description), fields(actor = %ctx.actor))]
+    pub async fn declare_scope(
+        &self,
+        ctx: &CommandContext,
+        org: OrgId,
+        scope: Scope,
+        description: String,
+    ) -> Result<Written, CommandError> {
+        let command = organization::Command::DeclareScope { scope, description };
+        let ((), written) = execute(&self.store, ctx, &mut ChangeScopes { org, command }).await?;
+        Ok(written)
+    }
+
+    /// Deletes a custom scope of `org`: no key may be given it from now on.
+    #[tracing::instrument(skip(self, ctx), fields(actor = %ctx.actor))]
+    pub async fn delete_scope(
+        &self,
+        ctx: &CommandContext,
+        org: OrgId,
+        scope: Scope,
+    ) -> Result<Written, CommandError> {
+        let command = organization::Command::DeleteScope { scope };
+        let ((), written) = execute(&self.store, ctx, &mut ChangeScopes { org, command }).await?;
         Ok(written)
     }
 

@@ -20,7 +20,7 @@ use crate::helpers::{Api, Backend, TestApp, TestDb, spawn_node};
 
 /// The shared NATS's URL when Postgres and NATS are both configured; `None` (skip the
 /// test, with a note) otherwise.
-fn configured() -> Option<String> {
+pub(crate) fn configured() -> Option<String> {
     if Backend::Postgres.skipped() {
         return None;
     }
@@ -34,18 +34,18 @@ fn configured() -> Option<String> {
 }
 
 /// Nodes sharing one fresh database (dropped with the cluster) and one subject prefix.
-struct Cluster {
+pub(crate) struct Cluster {
     nodes: Vec<Option<TestApp>>,
     env: Vec<(String, String)>,
-    org: String,
-    root: String,
+    pub(crate) org: String,
+    pub(crate) root: String,
     // Last: the database goes after the nodes.
     db: TestDb,
 }
 
 impl Cluster {
     /// Starts `n` nodes (the first bootstraps) and waits until each reports ready.
-    async fn start(n: usize, nats: &str, extra: &[(&str, &str)]) -> Cluster {
+    pub(crate) async fn start(n: usize, nats: &str, extra: &[(&str, &str)]) -> Cluster {
         let db = TestDb::new(Backend::Postgres).await;
         let prefix = format!("kltest_{}", uuid::Uuid::now_v7().simple());
         let mut env = vec![
@@ -85,7 +85,7 @@ impl Cluster {
         self.nodes.len() - 1
     }
 
-    fn node(&self, i: usize) -> &TestApp {
+    pub(crate) fn node(&self, i: usize) -> &TestApp {
         self.nodes[i].as_ref().expect("node was killed")
     }
 
@@ -95,7 +95,7 @@ impl Cluster {
     }
 
     /// Node `i`'s API, as the organisation's root key.
-    fn api(&self, i: usize) -> Api<'_> {
+    pub(crate) fn api(&self, i: usize) -> Api<'_> {
         self.node(i).api(&self.org, &self.root)
     }
 

@@ -6,12 +6,14 @@
 mod audit;
 mod bounds;
 mod cluster;
+mod console;
 mod contract;
 mod crash;
 mod data;
 mod data_reads;
 mod data_resources;
 mod flood;
+mod gateway;
 mod helpers;
 mod hotpath;
 mod keys;

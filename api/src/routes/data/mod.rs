@@ -1,11 +1,12 @@
 //! The data API integrators use: work orders (and their form submissions), assets (and
 //! their IoT devices and readings), locations and users of one organisation.
 //!
-//! These resources are plain tables in the read-model database (`api/migrations/*/301_data.sql`),
+//! These resources are plain tables in the read-model database (`api/migrations/*/30[123]_*.sql`),
 //! written directly by the handlers: they are not event-sourced. Every query filters on
 //! the caller's organisation, so another tenant's rows answer 404 (or 422 when named as a
 //! reference in a body). Lists page newest first with the shared opaque cursor
-//! ([`projections::page`]), exactly like the key list.
+//! ([`projections::page`]), exactly like the key list, or, polled with `updated_since` /
+//! `completed_since`, oldest change first ([`Order`], [`list_page`]).
 //!
 //! Each route's scope is in its annotation (the auth layer enforces it). Who writes what:
 //! `work-orders:write` work orders and their form submissions (read with `forms:read`);

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::fields::{parse_expiry, parse_ips, parse_name, parse_scopes};
 use super::views::{CreatedKeyResponse, EnvironmentName};
-use super::{created_answer, ctx, idempotent};
+use super::{created_answer, ctx, idempotent, learn_scopes};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::http::error::{ApiError, FieldError, Problem};
@@ -126,7 +126,9 @@ pub async fn create_key(
 ) -> Result<Response, ApiError> {
     let request = format!("POST /organizations/{org_id}/api-keys\n{body}");
     idempotent(&state, &principal, &headers, request, || async {
-        let new = from_value::<CreateKeyRequest>(body.clone())?.validate()?;
+        let request = from_value::<CreateKeyRequest>(body.clone())?;
+        learn_scopes(&state, org_id, request.scopes.as_deref()).await;
+        let new = request.validate()?;
         let created = state
             .keys
             .create_key(

@@ -3,11 +3,13 @@
 //! all).
 
 use chrono::{DateTime, Utc};
-use domain::scope::{Scope, Scopes};
+use domain::scope::{Scope, Scopes, check_custom_name};
 use domain::values::{AllowedIps, Expiry, KeyName};
 
 use crate::http::error::FieldError;
 
+/// Catalogue scopes, and custom scopes this node knows (see [`super::learn_scopes`]); the
+/// domain then checks that the custom ones are the organisation's.
 pub(super) fn parse_scopes(
     field: &str,
     names: &[String],
@@ -16,13 +18,17 @@ pub(super) fn parse_scopes(
     let mut scopes = Scopes::new();
     let mut ok = true;
     for (i, name) in names.iter().enumerate() {
-        match Scope::parse(name) {
-            Ok(s) => {
+        match Scope::lookup(name) {
+            Some(s) => {
                 scopes.insert(s);
             }
-            Err(e) => {
+            None => {
                 ok = false;
-                errors.push(FieldError::new(format!("{field}[{i}]"), e.to_string()));
+                let why = match check_custom_name(name) {
+                    Ok(()) => format!("the scope {name} is not declared in this organization"),
+                    Err(_) => format!("unknown scope {name:?}"),
+                };
+                errors.push(FieldError::new(format!("{field}[{i}]"), why));
             }
         }
     }

@@ -37,6 +37,22 @@ use crate::http::extract::parse_json;
 use crate::idempotency::{self, Begin};
 use crate::routes::etag;
 
+/// Makes the custom scopes of `org` known to this node before `names` are parsed, when
+/// one of them is a well-formed name it does not know yet (declared on another node):
+/// loading the organisation's events declares its scopes.
+pub(super) async fn learn_scopes(
+    state: &AppState,
+    org: domain::ids::OrgId,
+    names: Option<&[String]>,
+) {
+    let unknown = names.into_iter().flatten().any(|n| {
+        domain::scope::Scope::lookup(n).is_none() && domain::scope::check_custom_name(n).is_ok()
+    });
+    if unknown && let Err(e) = state.keys.load_org(org).await {
+        tracing::warn!(error = %e, "cannot load the organisation's custom scopes");
+    }
+}
+
 /// The management routes.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -46,7 +62,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(rotate_key))
 }
 
-pub(super) fn ctx(principal: &Principal, headers: &HeaderMap) -> CommandContext {
+pub(crate) fn ctx(principal: &Principal, headers: &HeaderMap) -> CommandContext {
     CommandContext {
         actor: principal.actor(),
         request_id: headers

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::fields::{parse_expiry, parse_ips, parse_name, parse_scopes};
 use super::views::KeyDetails;
-use super::{ctx, details};
+use super::{ctx, details, learn_scopes};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::http::error::{ApiError, Problem};
@@ -96,6 +96,7 @@ pub async fn update_key(
     headers: HeaderMap,
     AppJson(body): AppJson<UpdateKeyRequest>,
 ) -> Result<Response, ApiError> {
+    learn_scopes(&state, org_id, body.scopes.as_deref()).await;
     let patch = body.validate()?;
     let written = state
         .keys
