@@ -58,7 +58,7 @@ pub struct CreateUserRequest {
     #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// Unique within the organisation (compared without case): `local@domain`.
-    #[schema(min_length = 3, max_length = 254)]
+    #[schema(format = Email, min_length = 3, max_length = 254)]
     pub email: String,
     /// `Technician` when left out.
     #[serde(default)]
