@@ -32,7 +32,7 @@ use crate::app::AppState;
         crate::routes::audit::IncludeName,
     )),
     modifiers(&BearerAuth),
-    tags((name = "api-keys", description = "Manage keys"), (name = "usage", description = "Usage analytics and the calling key"), (name = "verify", description = "Protect other APIs: verify a key, gateway auth"), (name = "platform", description = "Health"))
+    tags((name = "api-keys", description = "Manage keys"), (name = "usage", description = "Usage analytics and the calling key"), (name = "verify", description = "Protect other APIs: verify a key, gateway auth"), (name = "platform", description = "Health and the scope catalogue"), (name = "work-orders", description = "Work orders (`work-orders:read`, `work-orders:write`)"), (name = "assets", description = "Assets (`assets:read`, `assets:write`)"), (name = "locations", description = "Locations (`locations:read`)"), (name = "iot", description = "IoT devices and sensor readings (`iot:read`; written with `assets:write`)"), (name = "forms", description = "Form submissions on work orders (`forms:read`; written with `work-orders:write`)"), (name = "users", description = "The organisation's users, technicians (`users:read`, `users:write`)"))
 )]
 pub struct ApiDoc;
 
@@ -194,12 +194,16 @@ const WITH_ETAG: [&str; 6] = [
 ];
 
 /// Operations whose 201 carries `Location`.
-const WITH_LOCATION: [&str; 5] = [
+const WITH_LOCATION: [&str; 9] = [
     "declare_scope",
     "create_key",
     "rotate_key",
     "create_work_order",
     "create_asset",
+    "create_device",
+    "create_reading",
+    "create_form_submission",
+    "create_user",
 ];
 
 /// Operations whose body may be left out.
@@ -443,7 +447,7 @@ mod tests {
         let doc = served();
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
-                let public = path == "/healthz" || path == "/readyz";
+                let public = ["/healthz", "/readyz", "/scopes"].contains(&path.as_str());
                 assert_eq!(op.get("security").is_none(), public, "{method} {path}");
             }
         }

@@ -19,20 +19,22 @@ pub struct Scope(&'static str);
 impl Scope {
     /// Read work orders.
     pub const WORK_ORDERS_READ: Scope = Scope("work-orders:read");
-    /// Create and update work orders.
+    /// Create and update work orders, and submit forms on them.
     pub const WORK_ORDERS_WRITE: Scope = Scope("work-orders:write");
     /// Read assets.
     pub const ASSETS_READ: Scope = Scope("assets:read");
-    /// Create assets.
+    /// Create and update assets, register their IoT devices and ingest sensor readings.
     pub const ASSETS_WRITE: Scope = Scope("assets:write");
     /// Read locations.
     pub const LOCATIONS_READ: Scope = Scope("locations:read");
-    /// Read forms.
+    /// Read form submissions on work orders.
     pub const FORMS_READ: Scope = Scope("forms:read");
-    /// Read IoT readings.
+    /// Read IoT devices and their sensor readings.
     pub const IOT_READ: Scope = Scope("iot:read");
-    /// Read users.
+    /// Read the organisation's users (technicians).
     pub const USERS_READ: Scope = Scope("users:read");
+    /// Create the organisation's users (technicians).
+    pub const USERS_WRITE: Scope = Scope("users:write");
     /// List and show keys, their usage and history.
     pub const API_KEYS_READ: Scope = Scope("api-keys:read");
     /// Create keys.
@@ -55,6 +57,7 @@ impl Scope {
         Scope::FORMS_READ,
         Scope::IOT_READ,
         Scope::USERS_READ,
+        Scope::USERS_WRITE,
     ];
 
     /// The management scopes, in catalogue order.
@@ -67,6 +70,62 @@ impl Scope {
 
     /// The scopes of services that protect their own APIs with keyledger's keys.
     pub const SERVICE: &'static [Scope] = &[Scope::KEYS_VERIFY];
+
+    /// What each catalogue scope allows, in catalogue order: what `GET /scopes` lists.
+    const DESCRIPTIONS: &'static [(Scope, &'static str)] = &[
+        (Scope::WORK_ORDERS_READ, "Read work orders"),
+        (
+            Scope::WORK_ORDERS_WRITE,
+            "Create and update work orders, and submit forms on them",
+        ),
+        (Scope::ASSETS_READ, "Read assets"),
+        (
+            Scope::ASSETS_WRITE,
+            "Create and update assets, register their IoT devices and ingest sensor readings",
+        ),
+        (Scope::LOCATIONS_READ, "Read locations"),
+        (Scope::FORMS_READ, "Read form submissions on work orders"),
+        (
+            Scope::IOT_READ,
+            "Read IoT devices and their sensor readings",
+        ),
+        (
+            Scope::USERS_READ,
+            "Read the organisation's users (technicians)",
+        ),
+        (
+            Scope::USERS_WRITE,
+            "Create the organisation's users (technicians)",
+        ),
+        (
+            Scope::API_KEYS_READ,
+            "List and show API keys, their usage and history",
+        ),
+        (Scope::API_KEYS_CREATE, "Create API keys"),
+        (
+            Scope::API_KEYS_WRITE,
+            "Rename API keys, change their scopes, IPs and expiry, rotate them",
+        ),
+        (Scope::API_KEYS_REVOKE, "Revoke API keys"),
+        (
+            Scope::KEYS_VERIFY,
+            "Verify other keys of the organisation for a service of its own",
+        ),
+    ];
+
+    /// Every catalogue scope with what it allows, in catalogue order (data, management,
+    /// service scopes); custom scopes are not in it.
+    pub fn catalogue() -> impl Iterator<Item = (Scope, &'static str)> {
+        Scope::DESCRIPTIONS.iter().copied()
+    }
+
+    /// What a catalogue scope allows; `None` for a custom scope.
+    pub fn description(&self) -> Option<&'static str> {
+        Scope::DESCRIPTIONS
+            .iter()
+            .find(|(scope, _)| scope == self)
+            .map(|(_, description)| *description)
+    }
 
     /// Looks a scope up in the catalogue.
     pub fn parse(s: &str) -> Result<Scope, ScopeError> {
@@ -368,8 +427,26 @@ mod tests {
         for scope in Scope::all().iter() {
             assert_eq!(Scope::parse(scope.as_str()), Ok(scope));
         }
-        assert_eq!(Scope::all().len(), 13);
-        assert_eq!(Scope::data_scopes().len(), 8);
+        assert_eq!(Scope::all().len(), 14);
+        assert_eq!(Scope::data_scopes().len(), 9);
+    }
+
+    #[test]
+    fn it_should_describe_every_catalogue_scope_in_catalogue_order() {
+        let described: Vec<Scope> = Scope::catalogue().map(|(scope, _)| scope).collect();
+        let order: Vec<Scope> = Scope::DATA
+            .iter()
+            .chain(Scope::MANAGEMENT)
+            .chain(Scope::SERVICE)
+            .copied()
+            .collect();
+        assert_eq!(described, order);
+        assert_eq!(
+            Scope::WORK_ORDERS_READ.description(),
+            Some("Read work orders")
+        );
+        assert!(Scope::catalogue().all(|(_, d)| !d.is_empty()));
+        assert_eq!(Scope::declare("billing:read").unwrap().description(), None);
     }
 
     #[test]

@@ -1,20 +1,52 @@
-//! Platform endpoints: health, readiness.
+//! Public endpoints: health, readiness, and the scope catalogue.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppState;
 
-/// `/healthz`, `/readyz`.
+/// `/healthz`, `/readyz`, `/scopes`.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(readyz))
+        .routes(routes!(list_scopes))
+}
+
+/// One scope of the catalogue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScopeEntry {
+    /// What a key's `scopes` holds, e.g. `work-orders:read`.
+    #[schema(value_type = crate::openapi::ScopeName)]
+    pub name: &'static str,
+    /// What it allows.
+    pub description: &'static str,
+}
+
+/// The scope catalogue: data scopes first, then management scopes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScopeCatalogue {
+    pub items: Vec<ScopeEntry>,
+}
+
+/// The scope catalogue, each scope with what it allows (no key needed).
+#[utoipa::path(get, path = "/scopes", tag = "platform", responses((status = 200, body = ScopeCatalogue)))]
+pub async fn list_scopes() -> Json<ScopeCatalogue> {
+    Json(ScopeCatalogue {
+        items: domain::Scope::catalogue()
+            .map(|(scope, description)| ScopeEntry {
+                name: scope.as_str(),
+                description,
+            })
+            .collect(),
+    })
 }
 
 /// Liveness: the process answers.

@@ -1,19 +1,30 @@
-//! The data API integrators use: work orders, assets and locations of one organisation.
+//! The data API integrators use: work orders (and their form submissions), assets (and
+//! their IoT devices and readings), locations and users of one organisation.
 //!
-//! These resources are plain tables in the read-model database (`api/migrations/*/301_data.sql`),
+//! These resources are plain tables in the read-model database (`api/migrations/*/30[123]_*.sql`),
 //! written directly by the handlers: they are not event-sourced. Every query filters on
 //! the caller's organisation, so another tenant's rows answer 404 (or 422 when named as a
 //! reference in a body). Lists page newest first with the shared opaque cursor
-//! ([`projections::page`]), exactly like the key list.
+//! ([`projections::page`]), exactly like the key list, or, polled with `updated_since` /
+//! `completed_since`, oldest change first ([`Order`], [`list_page`]).
 //!
-//! Scopes (`work-orders:read|write`, `assets:read|write`, `locations:read`) are enforced
-//! by the auth layer from [`crate::auth::scopes`]; the handlers check them again (harmless).
+//! Each route's scope is in its annotation (the auth layer enforces it). Who writes what:
+//! `work-orders:write` work orders and their form submissions (read with `forms:read`);
+//! `assets:write` assets, IoT devices and readings (read with `iot:read`); `users:write`
+//! users (read with `users:read`). Locations are created by naming them on an asset.
 
 pub mod assets;
+pub mod forms;
+pub mod iot;
+pub mod locations;
+pub mod users;
 pub mod work_orders;
 
+use axum::Json;
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use projections::ReadDb;
 use projections::page::{Cursor, DEFAULT_LIMIT, Page, valid_limit};
@@ -29,18 +40,50 @@ use crate::http::error::ApiError;
 /// The data API's routes.
 pub fn router() -> OpenApiRouter<AppState> {
     use self::assets::*;
+    use self::forms::*;
+    use self::iot::*;
+    use self::locations::*;
+    use self::users::*;
     use self::work_orders::*;
     OpenApiRouter::new()
         .routes(routes!(list_work_orders, create_work_order))
         .routes(routes!(get_work_order, update_work_order))
         .routes(routes!(list_assets, create_asset))
+        .routes(routes!(get_asset, update_asset))
         .routes(routes!(list_locations))
+        .routes(routes!(get_location))
+        .routes(routes!(list_devices, create_device))
+        .routes(routes!(get_device))
+        .routes(routes!(list_readings, create_reading))
+        .routes(routes!(get_reading))
+        .routes(routes!(list_form_submissions, create_form_submission))
+        .routes(routes!(get_form_submission))
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(get_user))
 }
 
 /// A timestamp as stored: RFC 3339 UTC with six fractional digits and a `Z`, so that text
 /// order is time order on both back ends.
 fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// 201 with `body` and `Location: {path}`.
+fn created<T: serde::Serialize>(path: String, body: &T) -> Response {
+    let mut res = (StatusCode::CREATED, Json(body)).into_response();
+    if let Ok(loc) = HeaderValue::from_str(&path) {
+        res.headers_mut().insert(header::LOCATION, loc);
+    }
+    res
+}
+
+/// Distinguishes a field set to null (`Some(None)`) from a missing one (`None`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// A fresh, time-ordered id.
@@ -67,6 +110,24 @@ fn body_id(field: &str, raw: &str) -> Result<String, ApiError> {
     Uuid::parse_str(raw)
         .map(|u| u.hyphenated().to_string())
         .map_err(|_| ApiError::field(field, "is not an id (expected a UUID)"))
+}
+
+/// [`body_id`], collecting the error with the others of the body.
+fn ref_id(
+    field: &str,
+    raw: &str,
+    errors: &mut Vec<crate::http::error::FieldError>,
+) -> Option<String> {
+    match Uuid::parse_str(raw) {
+        Ok(u) => Some(u.hyphenated().to_string()),
+        Err(_) => {
+            errors.push(crate::http::error::FieldError::new(
+                field,
+                "is not an id (expected a UUID)",
+            ));
+            None
+        }
+    }
 }
 
 /// A read-model database failure: 503 when the database is unreachable or the pool is
@@ -177,44 +238,127 @@ fn decode_cursor(text: &str) -> Option<Cursor> {
     Some(Cursor::new(timestamp(at), id.hyphenated().to_string()))
 }
 
+/// A timestamp column a list can be ordered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Column {
+    Created,
+    Updated,
+    Completed,
+}
+
+impl Column {
+    const fn sql(self) -> &'static str {
+        match self {
+            Column::Created => "created_at",
+            Column::Updated => "updated_at",
+            Column::Completed => "completed_at",
+        }
+    }
+}
+
+/// How long a change waits before polling lists show it. A change is stamped before it
+/// commits, so a later-stamped change could be read before an earlier-stamped one commits;
+/// a poller that moved its mark past the first would then never see the second. Leaving
+/// out the last second's changes (shown on the next poll) closes that gap for every write
+/// that commits within a second of its stamp.
+pub const POLL_SETTLE: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+
+/// How a list pages: newest first (`created_at DESC, id DESC`), or, for incremental
+/// polling, the rows whose `column` is strictly after a timestamp, oldest change first
+/// (`column ASC, id ASC`), so that a poller resuming from the last change it saw gets
+/// every later change once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Order {
+    Newest,
+    ChangedAfter(Column, String),
+}
+
 /// What a list of one resource needs: its `SELECT columns FROM table`, how a row reads,
-/// and where a row stands in the order (its `created_at` and `id`, for the cursor).
+/// and where a row stands in an order (the value of the order's column, and its id, for
+/// the cursor).
 struct Listing<T> {
     select: &'static str,
     row: fn(&AnyRow) -> Result<T, ApiError>,
-    place: fn(&T) -> (&str, &str),
+    place: fn(&T, Column) -> (Option<&str>, &str),
 }
 
-/// One page of `{select} WHERE org_id = $1 [AND {filter} = $2]`, newest first
-/// (`created_at DESC, id DESC`), resuming strictly after the cursor; `limit` and `cursor`
-/// as the query string gave them (422 naming them when invalid).
+/// One list request: the equality filters (`column = value`; the columns are constants of
+/// the callers), further "strictly after" filters (`column > value`), the order, and
+/// `limit` and `cursor` as the query string gave them.
+struct ListRequest<'q> {
+    filters: Vec<(&'static str, String)>,
+    filters_after: Vec<(Column, String)>,
+    order: Order,
+    limit: Option<&'q str>,
+    cursor: Option<&'q str>,
+}
+
+impl<'q> ListRequest<'q> {
+    /// Newest first, unfiltered.
+    fn new(limit: Option<&'q str>, cursor: Option<&'q str>) -> Self {
+        Self {
+            filters: Vec::new(),
+            filters_after: Vec::new(),
+            order: Order::Newest,
+            limit,
+            cursor,
+        }
+    }
+}
+
+/// A `?updated_since=` or `?completed_since=` value: RFC 3339 (422 naming `field`
+/// otherwise), in stored form.
+fn since(field: &str, raw: &str) -> Result<String, ApiError> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|at| timestamp(at.with_timezone(&Utc)))
+        .map_err(|_| ApiError::field(field, "must be an RFC 3339 timestamp"))
+}
+
+/// One page of `{select} WHERE org_id = $1 [AND filter = ...]` in the request's order,
+/// resuming strictly after the cursor (422 naming `limit` or `cursor` when invalid).
 ///
-/// `select` and the filter's column are constants of the callers; every value is a bind.
+/// `select` and the column names are constants of the callers; every value is a bind.
 async fn list_page<T>(
     db: &ReadDb,
     listing: &Listing<T>,
     org: domain::ids::OrgId,
-    filter: Option<(&'static str, String)>,
-    (limit, cursor): (Option<&str>, Option<&str>),
+    request: ListRequest<'_>,
 ) -> Result<Page<T>, ApiError> {
-    let page = PageRequest::parse(limit, cursor)?;
+    let page = PageRequest::parse(request.limit, request.cursor)?;
     let mut sql = format!("{} WHERE org_id = $1", listing.select);
     let mut binds = vec![org.to_string()];
-    if let Some((column, value)) = filter {
+    for (column, value) in request.filters {
         binds.push(value);
         sql.push_str(&format!(" AND {column} = ${}", binds.len()));
     }
+    for (column, value) in request.filters_after {
+        binds.push(value);
+        sql.push_str(&format!(" AND {} > ${}", column.sql(), binds.len()));
+    }
+    let (column, before, direction) = match request.order {
+        Order::Newest => (Column::Created, "<", "DESC"),
+        Order::ChangedAfter(column, after) => {
+            binds.push(after);
+            let after = binds.len();
+            binds.push(timestamp(Utc::now() - POLL_SETTLE));
+            let settled = binds.len();
+            let name = column.sql();
+            sql.push_str(&format!(" AND {name} > ${after} AND {name} <= ${settled}"));
+            (column, ">", "ASC")
+        }
+    };
+    let name = column.sql();
     if let Some(after) = page.after {
         binds.push(after.sort_key);
         let at = binds.len();
         binds.push(after.id);
         let id = binds.len();
         sql.push_str(&format!(
-            " AND (created_at < ${at} OR (created_at = ${at} AND id < ${id}))"
+            " AND ({name} {before} ${at} OR ({name} = ${at} AND id {before} ${id}))"
         ));
     }
     sql.push_str(&format!(
-        " ORDER BY created_at DESC, id DESC LIMIT ${}",
+        " ORDER BY {name} {direction}, id {direction} LIMIT ${}",
         binds.len() + 1
     ));
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -232,9 +376,85 @@ async fn list_page<T>(
         .map(listing.row)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Page::from_overfetch(items, page.limit, |item| {
-        let (created_at, id) = (listing.place)(item);
-        Cursor::new(created_at.to_owned(), id.to_owned())
+        let (key, id) = (listing.place)(item, column);
+        Cursor::new(key.unwrap_or_default().to_owned(), id.to_owned())
     }))
+}
+
+/// Reads one row of `{select} WHERE org_id = $1 AND id = $2` (404 when there is none:
+/// a malformed id, another organisation's row, or no row).
+async fn get_one<T>(
+    db: &ReadDb,
+    listing: &Listing<T>,
+    org: domain::ids::OrgId,
+    raw_id: &str,
+) -> Result<T, ApiError> {
+    let id = path_id(raw_id)?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{} WHERE org_id = $1 AND id = $2",
+        listing.select
+    )))
+    .bind(org.to_string())
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await
+    .map_err(db_error)?
+    .ok_or(ApiError::NotFound)?;
+    (listing.row)(&row)
+}
+
+/// The id of a parent resource in the path (`{id}` of `.../iot-devices/{id}/readings`),
+/// when the organisation has a row of `table` with it (else 404).
+async fn parent(
+    db: &ReadDb,
+    table: &'static str,
+    org: &str,
+    raw: &str,
+) -> Result<String, ApiError> {
+    let id = path_id(raw)?;
+    if exists(db.pool(), table, org, &id).await? {
+        Ok(id)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+/// A child resource by id, when it belongs to the parent the path names (else 404).
+async fn get_child<T>(
+    db: &ReadDb,
+    listing: &Listing<T>,
+    org: domain::ids::OrgId,
+    (parent_raw, child_raw): (&str, &str),
+    parent_of: fn(&T) -> &str,
+) -> Result<T, ApiError> {
+    let child = get_one(db, listing, org, child_raw).await?;
+    if path_id(parent_raw)? == parent_of(&child) {
+        Ok(child)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+/// Whether the organisation has a row of `table` with this id (a reference named in a
+/// body: another organisation's row is as unknown as a missing one).
+async fn exists<'e, E>(
+    executor: E,
+    table: &'static str,
+    org: &str,
+    id: &str,
+) -> Result<bool, ApiError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let found = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM {table} WHERE org_id = $1 AND id = $2"
+    )))
+    .bind(org.to_owned())
+    .bind(id.to_owned())
+    .fetch_optional(executor)
+    .await
+    .map_err(db_error)?;
+    Ok(found.is_some())
 }
 
 #[cfg(test)]

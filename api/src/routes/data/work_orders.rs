@@ -8,15 +8,15 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chrono::Utc;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    Listing, body_id, col, db_error, list_page, new_id, path_id, query, text_field, timestamp,
+    Column, ListRequest, Listing, Order, body_id, col, created, db_error, exists, get_one,
+    list_page, new_id, path_id, present, query, since, text_field, timestamp,
 };
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -130,16 +130,7 @@ pub struct UpdateWorkOrderRequest {
     pub description: Option<Option<String>>,
 }
 
-/// Distinguishes a field set to null from a missing one.
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
-
-/// `?status=&limit=&cursor=`.
+/// `?status=&updated_since=&completed_since=&limit=&cursor=`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -147,6 +138,18 @@ pub struct WorkOrderListQuery {
     /// `Open`, `InProgress`, `Completed` or `Cancelled`.
     #[param(value_type = Option<WorkOrderStatus>)]
     pub status: Option<String>,
+    /// RFC 3339. Only the work orders created or changed strictly after this time, oldest
+    /// change first (`updated_at`, then `id`, ascending): pass the `updated_at` of the last
+    /// one you received to get each later change once. Changes of the last second are
+    /// left for the next poll.
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub updated_since: Option<String>,
+    /// RFC 3339. Only the work orders that became `Completed` strictly after this time (and
+    /// still are), in completion order (`completed_at`, then `id`, ascending) unless
+    /// `updated_since` is also given: pass the `completed_at` of the last one you received.
+    /// Completions of the last second are left for the next poll.
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub completed_since: Option<String>,
     /// 1 to 100, default 50.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
@@ -190,7 +193,11 @@ const RETURNING: &str = "RETURNING id, org_id, title, priority, description, sta
 const WORK_ORDERS: Listing<WorkOrder> = Listing {
     select: SELECT,
     row: work_order,
-    place: |w| (&w.created_at, &w.id),
+    place: |w, column| match column {
+        Column::Created => (Some(&w.created_at), &w.id),
+        Column::Updated => (Some(&w.updated_at), &w.id),
+        Column::Completed => (w.completed_at.as_deref(), &w.id),
+    },
 };
 
 fn work_order(row: &AnyRow) -> Result<WorkOrder, ApiError> {
@@ -265,20 +272,13 @@ pub async fn create_work_order(
         return Err(ApiError::Validation(errors));
     };
     let db = &state.read_db;
-    if let Some(asset) = &asset_id {
-        // Another organisation's asset is as unknown as a missing one.
-        let found = sqlx::query("SELECT id FROM assets WHERE org_id = $1 AND id = $2")
-            .bind(&org_id)
-            .bind(asset)
-            .fetch_optional(db.pool())
-            .await
-            .map_err(db_error)?;
-        if found.is_none() {
-            return Err(ApiError::field(
-                "asset_id",
-                "no asset with this id in this organisation",
-            ));
-        }
+    if let Some(asset) = &asset_id
+        && !exists(db.pool(), "assets", &org_id, asset).await?
+    {
+        return Err(ApiError::field(
+            "asset_id",
+            "no asset with this id in this organisation",
+        ));
     }
     let now = timestamp(Utc::now());
     let order = WorkOrder {
@@ -313,16 +313,12 @@ pub async fn create_work_order(
     .execute(db.pool())
     .await
     .map_err(db_error)?;
-    let mut res = (StatusCode::CREATED, Json(&order)).into_response();
-    if let Ok(loc) =
-        HeaderValue::from_str(&format!("/organizations/{org_id}/work-orders/{}", order.id))
-    {
-        res.headers_mut().insert(header::LOCATION, loc);
-    }
-    Ok(res)
+    let path = format!("/organizations/{org_id}/work-orders/{}", order.id);
+    Ok(created(path, &order))
 }
 
-/// List the organisation's work orders, newest first, optionally of one status.
+/// List the organisation's work orders, optionally of one status: newest first, or with
+/// `updated_since` (`completed_since`) those changed (completed) after it, oldest first.
 #[utoipa::path(get, path = "/organizations/{org}/work-orders", tag = "work-orders",
     params(("org" = String, Path, description = "organisation id"), WorkOrderListQuery),
     responses((status = 200, body = WorkOrderPage), (status = 401, body = Problem), (status = 403, body = Problem),
@@ -344,9 +340,32 @@ pub async fn list_work_orders(
             )
         })?),
     };
-    let filter = status.map(|s| ("status", s.as_str().to_owned()));
-    let at = (q.limit.as_deref(), q.cursor.as_deref());
-    let page = list_page(&state.read_db, &WORK_ORDERS, org_id, filter, at).await?;
+    let mut request = ListRequest::new(q.limit.as_deref(), q.cursor.as_deref());
+    request.filters = status
+        .map(|s| ("status", s.as_str().to_owned()))
+        .into_iter()
+        .collect();
+    let updated = q
+        .updated_since
+        .as_deref()
+        .map(|raw| since("updated_since", raw))
+        .transpose()?;
+    let completed = q
+        .completed_since
+        .as_deref()
+        .map(|raw| since("completed_since", raw))
+        .transpose()?;
+    request.order = match (updated, completed) {
+        (Some(updated), Some(completed)) => {
+            // Both: changed after one time and completed after the other, in change order.
+            request.filters_after.push((Column::Completed, completed));
+            Order::ChangedAfter(Column::Updated, updated)
+        }
+        (Some(updated), None) => Order::ChangedAfter(Column::Updated, updated),
+        (None, Some(completed)) => Order::ChangedAfter(Column::Completed, completed),
+        (None, None) => Order::Newest,
+    };
+    let page = list_page(&state.read_db, &WORK_ORDERS, org_id, request).await?;
     Ok(Json(WorkOrderPage {
         items: page.items,
         next_cursor: page.next_cursor,
@@ -364,17 +383,9 @@ pub async fn get_work_order(
     Tenant(org_id): Tenant,
     Path(PathId { id }): Path<PathId>,
 ) -> Result<Json<WorkOrder>, ApiError> {
-    let id = path_id(&id)?;
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{SELECT} WHERE org_id = $1 AND id = $2"
-    )))
-    .bind(org_id.to_string())
-    .bind(id)
-    .fetch_optional(state.read_db.pool())
-    .await
-    .map_err(db_error)?
-    .ok_or(ApiError::NotFound)?;
-    Ok(Json(work_order(&row)?))
+    get_one(&state.read_db, &WORK_ORDERS, org_id, &id)
+        .await
+        .map(Json)
 }
 
 /// Change a work order's status, title, priority or description.
