@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde::Serialize;
 use serde_json::json;
@@ -34,11 +34,35 @@ pub struct ScopeEntry {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ScopeCatalogue {
     pub items: Vec<ScopeEntry>,
+    /// With a valid key: its organisation's custom scopes, by name (as
+    /// `GET /organizations/{org}/scopes` lists them); without one, empty.
+    pub custom: Vec<crate::routes::custom_scopes::CustomScope>,
 }
 
-/// The scope catalogue, each scope with what it allows (no key needed).
+/// The scope catalogue, each scope with what it allows (no key needed). With a valid key,
+/// its organisation's custom scopes too; a missing or invalid key just leaves them out
+/// (this call is not recorded in any key's usage).
 #[utoipa::path(get, path = "/scopes", tag = "platform", responses((status = 200, body = ScopeCatalogue)))]
-pub async fn list_scopes() -> Json<ScopeCatalogue> {
+pub async fn list_scopes(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Json<ScopeCatalogue> {
+    let mut custom = Vec::new();
+    if let Some(token) = crate::auth::bearer_from_headers(&headers)
+        && let Ok(key) = state.auth.authenticate(token).await
+        && let Ok(Some(org)) = state.keys.load_org(key.org_id).await
+    {
+        custom = org
+            .custom_scopes
+            .into_iter()
+            .map(
+                |(scope, description)| crate::routes::custom_scopes::CustomScope {
+                    name: scope.as_str().to_owned(),
+                    description,
+                },
+            )
+            .collect();
+    }
     Json(ScopeCatalogue {
         items: domain::Scope::catalogue()
             .map(|(scope, description)| ScopeEntry {
@@ -46,6 +70,7 @@ pub async fn list_scopes() -> Json<ScopeCatalogue> {
                 description,
             })
             .collect(),
+        custom,
     })
 }
 

@@ -312,6 +312,14 @@ async fn custom_scopes_are_declared_held_verified_by_the_gateway_and_deleted(bac
         listed.body["items"],
         json!([{"name": "billing:read", "description": "Read invoices"}])
     );
+    // GET /scopes: the organisation's custom scopes with its key, none without one.
+    let with_key = root.get("/scopes").await;
+    assert_eq!(
+        with_key.body["custom"],
+        json!([{"name": "billing:read", "description": "Read invoices"}])
+    );
+    let anonymous = app.anonymous(&org).get("/scopes").await;
+    assert_eq!(anonymous.body["custom"], json!([]));
 
     // A key may hold it, and only a declared one.
     let (_, holder) = key(
