@@ -48,6 +48,7 @@ def nginx(tmp, keyledger, upstream):
     open(os.path.join(tmp, "nginx.conf"), "w").write(f"""{user}
 worker_processes 1;
 daemon off;
+master_process off;
 error_log {tmp}/error.log warn;
 pid {tmp}/nginx.pid;
 events {{ worker_connections 1024; }}

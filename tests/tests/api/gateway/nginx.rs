@@ -18,7 +18,8 @@ use crate::cluster::{Cluster, configured};
 /// The deployed configuration, as the tests run it.
 const GATEWAY_CONF: &str = include_str!("../../../../deploy/nginx/keyledger-gateway.conf");
 
-/// nginx in the foreground with its own prefix directory; stopped on drop.
+/// nginx in the foreground, one process (`master_process off`, so that killing it leaves
+/// no worker behind), with its own prefix directory; stopped on drop.
 struct Nginx {
     child: Child,
     port: u16,
@@ -53,7 +54,8 @@ impl Nginx {
         // As root, nginx's workers would switch to `nobody`; keep them as this user.
         let user = if is_root() { "user root;" } else { "" };
         let main = format!(
-            "{user}\nworker_processes 1;\ndaemon off;\nerror_log {d}/error.log warn;\n\
+            "{user}\nworker_processes 1;\ndaemon off;\nmaster_process off;\n\
+             error_log {d}/error.log warn;\n\
              pid {d}/nginx.pid;\nevents {{ worker_connections 256; }}\nhttp {{\n\
              access_log off;\nclient_body_temp_path {d}/body;\nproxy_temp_path {d}/proxy;\n\
              fastcgi_temp_path {d}/fastcgi;\nuwsgi_temp_path {d}/uwsgi;\n\
