@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use utoipa::{IntoParams, ToSchema};
 
+use super::get_endpoint;
 use super::{
     Column, ListRequest, Listing, Order, PathId, body_id, col, created, db_error, exists, get_one,
     list_page, new_id, path_id, present, query, since, text_field, timestamp,
@@ -287,21 +288,16 @@ pub async fn list_assets(
     }))
 }
 
-/// One asset.
-#[utoipa::path(get, path = "/organizations/{org}/assets/{id}", tag = "assets",
-    params(("org" = String, Path, description = "organisation id"), ("id" = String, Path, description = "asset id")),
-    responses((status = 200, body = Asset), (status = 401, body = Problem), (status = 403, body = Problem),
-              (status = 404, body = Problem)),
-    security(("bearer" = ["assets:read"])))]
-pub async fn get_asset(
-    State(state): State<AppState>,
-    Tenant(org_id): Tenant,
-    Path(PathId { id }): Path<PathId>,
-) -> Result<Json<Asset>, ApiError> {
-    get_one(&state.read_db, &ASSETS, org_id, &id)
-        .await
-        .map(Json)
-}
+get_endpoint!(
+    /// One asset.
+    get_asset,
+    "/organizations/{org}/assets/{id}",
+    "assets",
+    "asset id",
+    "assets:read",
+    ASSETS,
+    Asset
+);
 
 /// Change an asset's name, kind or location.
 #[utoipa::path(patch, path = "/organizations/{org}/assets/{id}", tag = "assets",

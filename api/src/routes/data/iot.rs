@@ -17,6 +17,7 @@ use super::{
     ListRequest, Listing, PageQuery, PathId, col, created, db_error, exists, get_child, get_one,
     list_page, new_id, parent, query, ref_id, text_field, timestamp,
 };
+use super::{get_endpoint, list_endpoint};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::http::error::{ApiError, FieldError, Problem};
@@ -214,41 +215,26 @@ pub async fn create_device(
     Ok(created(path, &device))
 }
 
-/// List the organisation's IoT devices, newest first.
-#[utoipa::path(get, path = "/organizations/{org}/iot-devices", tag = "iot",
-    params(("org" = String, Path, description = "organisation id"), PageQuery),
-    responses((status = 200, body = DevicePage), (status = 401, body = Problem), (status = 403, body = Problem),
-              (status = 404, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["iot:read"])))]
-pub async fn list_devices(
-    State(state): State<AppState>,
-    Tenant(org_id): Tenant,
-    q: Result<Query<PageQuery>, QueryRejection>,
-) -> Result<Json<DevicePage>, ApiError> {
-    let q = query(q)?;
-    let request = ListRequest::new(q.limit.as_deref(), q.cursor.as_deref());
-    let page = list_page(&state.read_db, &DEVICES, org_id, request).await?;
-    Ok(Json(DevicePage {
-        items: page.items,
-        next_cursor: page.next_cursor,
-    }))
-}
+list_endpoint!(
+    /// List the organisation's IoT devices, newest first.
+    list_devices,
+    "/organizations/{org}/iot-devices",
+    "iot",
+    "iot:read",
+    DEVICES,
+    DevicePage
+);
 
-/// One IoT device.
-#[utoipa::path(get, path = "/organizations/{org}/iot-devices/{id}", tag = "iot",
-    params(("org" = String, Path, description = "organisation id"), ("id" = String, Path, description = "device id")),
-    responses((status = 200, body = Device), (status = 401, body = Problem), (status = 403, body = Problem),
-              (status = 404, body = Problem)),
-    security(("bearer" = ["iot:read"])))]
-pub async fn get_device(
-    State(state): State<AppState>,
-    Tenant(org_id): Tenant,
-    Path(PathId { id }): Path<PathId>,
-) -> Result<Json<Device>, ApiError> {
-    get_one(&state.read_db, &DEVICES, org_id, &id)
-        .await
-        .map(Json)
-}
+get_endpoint!(
+    /// One IoT device.
+    get_device,
+    "/organizations/{org}/iot-devices/{id}",
+    "iot",
+    "device id",
+    "iot:read",
+    DEVICES,
+    Device
+);
 
 /// Ingest one sensor reading of a device.
 #[utoipa::path(post, path = "/organizations/{org}/iot-devices/{id}/readings", tag = "iot",

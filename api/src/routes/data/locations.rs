@@ -9,6 +9,7 @@ use sqlx::any::AnyRow;
 use utoipa::ToSchema;
 
 use super::{ListRequest, Listing, PageQuery, PathId, col, get_one, list_page, query};
+use super::{get_endpoint, list_endpoint};
 use crate::app::AppState;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::Tenant;
@@ -46,38 +47,23 @@ fn location(row: &AnyRow) -> Result<Location, ApiError> {
     })
 }
 
-/// List the organisation's locations, newest first.
-#[utoipa::path(get, path = "/organizations/{org}/locations", tag = "locations",
-    params(("org" = String, Path, description = "organisation id"), PageQuery),
-    responses((status = 200, body = LocationPage), (status = 401, body = Problem), (status = 403, body = Problem),
-              (status = 404, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["locations:read"])))]
-pub async fn list_locations(
-    State(state): State<AppState>,
-    Tenant(org_id): Tenant,
-    q: Result<Query<PageQuery>, QueryRejection>,
-) -> Result<Json<LocationPage>, ApiError> {
-    let q = query(q)?;
-    let request = ListRequest::new(q.limit.as_deref(), q.cursor.as_deref());
-    let page = list_page(&state.read_db, &LOCATIONS, org_id, request).await?;
-    Ok(Json(LocationPage {
-        items: page.items,
-        next_cursor: page.next_cursor,
-    }))
-}
+list_endpoint!(
+    /// List the organisation's locations, newest first.
+    list_locations,
+    "/organizations/{org}/locations",
+    "locations",
+    "locations:read",
+    LOCATIONS,
+    LocationPage
+);
 
-/// One location.
-#[utoipa::path(get, path = "/organizations/{org}/locations/{id}", tag = "locations",
-    params(("org" = String, Path, description = "organisation id"), ("id" = String, Path, description = "location id")),
-    responses((status = 200, body = Location), (status = 401, body = Problem), (status = 403, body = Problem),
-              (status = 404, body = Problem)),
-    security(("bearer" = ["locations:read"])))]
-pub async fn get_location(
-    State(state): State<AppState>,
-    Tenant(org_id): Tenant,
-    Path(PathId { id }): Path<PathId>,
-) -> Result<Json<Location>, ApiError> {
-    get_one(&state.read_db, &LOCATIONS, org_id, &id)
-        .await
-        .map(Json)
-}
+get_endpoint!(
+    /// One location.
+    get_location,
+    "/organizations/{org}/locations/{id}",
+    "locations",
+    "location id",
+    "locations:read",
+    LOCATIONS,
+    Location
+);

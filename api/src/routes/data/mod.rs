@@ -37,6 +37,59 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::http::error::ApiError;
 
+/// `GET .../{id}`: one resource of the organisation, declared once (its annotation and
+/// handler): `get_endpoint!(/// doc, get_asset, "/organizations/{org}/assets/{id}",
+/// "assets", "asset id", "assets:read", ASSETS, Asset)`.
+macro_rules! get_endpoint {
+    ($(#[doc = $doc:literal])* $name:ident, $path:literal, $tag:literal, $what:literal,
+     $scope:literal, $listing:ident, $item:ident) => {
+        $(#[doc = $doc])*
+        #[utoipa::path(get, path = $path, tag = $tag,
+            params(("org" = String, Path, description = "organisation id"), ("id" = String, Path, description = $what)),
+            responses((status = 200, body = $item), (status = 401, body = Problem), (status = 403, body = Problem),
+                      (status = 404, body = Problem)),
+            security(("bearer" = [$scope])))]
+        pub async fn $name(
+            State(state): State<AppState>,
+            Tenant(org_id): Tenant,
+            Path(PathId { id }): Path<PathId>,
+        ) -> Result<Json<$item>, ApiError> {
+            get_one(&state.read_db, &$listing, org_id, &id)
+                .await
+                .map(Json)
+        }
+    };
+}
+
+/// `GET` of a plain list (`?limit=&cursor=`, newest first), declared once:
+/// `list_endpoint!(/// doc, list_users, "/organizations/{org}/users", "users", "users:read",
+/// USERS, UserPage)`.
+macro_rules! list_endpoint {
+    ($(#[doc = $doc:literal])* $name:ident, $path:literal, $tag:literal, $scope:literal,
+     $listing:ident, $page:ident) => {
+        $(#[doc = $doc])*
+        #[utoipa::path(get, path = $path, tag = $tag,
+            params(("org" = String, Path, description = "organisation id"), PageQuery),
+            responses((status = 200, body = $page), (status = 401, body = Problem), (status = 403, body = Problem),
+                      (status = 404, body = Problem), (status = 422, body = Problem)),
+            security(("bearer" = [$scope])))]
+        pub async fn $name(
+            State(state): State<AppState>,
+            Tenant(org_id): Tenant,
+            q: Result<Query<PageQuery>, QueryRejection>,
+        ) -> Result<Json<$page>, ApiError> {
+            let q = query(q)?;
+            let request = ListRequest::new(q.limit.as_deref(), q.cursor.as_deref());
+            let page = list_page(&state.read_db, &$listing, org_id, request).await?;
+            Ok(Json($page {
+                items: page.items,
+                next_cursor: page.next_cursor,
+            }))
+        }
+    };
+}
+use {get_endpoint, list_endpoint};
+
 /// The data API's routes.
 pub fn router() -> OpenApiRouter<AppState> {
     use self::assets::*;

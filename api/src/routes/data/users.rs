@@ -18,6 +18,7 @@ use super::{
     ListRequest, Listing, PageQuery, PathId, col, created, db_error, get_one, list_page, new_id,
     query, text_field, timestamp,
 };
+use super::{get_endpoint, list_endpoint};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::http::error::{ApiError, FieldError, Problem};
@@ -187,36 +188,23 @@ pub async fn create_user(
     Ok(created(path, &user))
 }
 
-/// List the organisation's users, newest first.
-#[utoipa::path(get, path = "/organizations/{org}/users", tag = "users",
-    params(("org" = String, Path, description = "organisation id"), PageQuery),
-    responses((status = 200, body = UserPage), (status = 401, body = Problem), (status = 403, body = Problem),
-              (status = 404, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = ["users:read"])))]
-pub async fn list_users(
-    State(state): State<AppState>,
-    Tenant(org_id): Tenant,
-    q: Result<Query<PageQuery>, QueryRejection>,
-) -> Result<Json<UserPage>, ApiError> {
-    let q = query(q)?;
-    let request = ListRequest::new(q.limit.as_deref(), q.cursor.as_deref());
-    let page = list_page(&state.read_db, &USERS, org_id, request).await?;
-    Ok(Json(UserPage {
-        items: page.items,
-        next_cursor: page.next_cursor,
-    }))
-}
+list_endpoint!(
+    /// List the organisation's users, newest first.
+    list_users,
+    "/organizations/{org}/users",
+    "users",
+    "users:read",
+    USERS,
+    UserPage
+);
 
-/// One user of the organisation.
-#[utoipa::path(get, path = "/organizations/{org}/users/{id}", tag = "users",
-    params(("org" = String, Path, description = "organisation id"), ("id" = String, Path, description = "user id")),
-    responses((status = 200, body = User), (status = 401, body = Problem), (status = 403, body = Problem),
-              (status = 404, body = Problem)),
-    security(("bearer" = ["users:read"])))]
-pub async fn get_user(
-    State(state): State<AppState>,
-    Tenant(org_id): Tenant,
-    Path(PathId { id }): Path<PathId>,
-) -> Result<Json<User>, ApiError> {
-    get_one(&state.read_db, &USERS, org_id, &id).await.map(Json)
-}
+get_endpoint!(
+    /// One user of the organisation.
+    get_user,
+    "/organizations/{org}/users/{id}",
+    "users",
+    "user id",
+    "users:read",
+    USERS,
+    User
+);

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use utoipa::{IntoParams, ToSchema};
 
+use super::get_endpoint;
 use super::{
     Column, ListRequest, Listing, Order, body_id, col, created, db_error, exists, get_one,
     list_page, new_id, path_id, present, query, since, text_field, timestamp,
@@ -372,21 +373,16 @@ pub async fn list_work_orders(
     }))
 }
 
-/// One work order.
-#[utoipa::path(get, path = "/organizations/{org}/work-orders/{id}", tag = "work-orders",
-    params(("org" = String, Path, description = "organisation id"), ("id" = String, Path, description = "work order id")),
-    responses((status = 200, body = WorkOrder), (status = 401, body = Problem), (status = 403, body = Problem),
-              (status = 404, body = Problem)),
-    security(("bearer" = ["work-orders:read"])))]
-pub async fn get_work_order(
-    State(state): State<AppState>,
-    Tenant(org_id): Tenant,
-    Path(PathId { id }): Path<PathId>,
-) -> Result<Json<WorkOrder>, ApiError> {
-    get_one(&state.read_db, &WORK_ORDERS, org_id, &id)
-        .await
-        .map(Json)
-}
+get_endpoint!(
+    /// One work order.
+    get_work_order,
+    "/organizations/{org}/work-orders/{id}",
+    "work-orders",
+    "work order id",
+    "work-orders:read",
+    WORK_ORDERS,
+    WorkOrder
+);
 
 /// Change a work order's status, title, priority or description.
 #[utoipa::path(patch, path = "/organizations/{org}/work-orders/{id}", tag = "work-orders",
