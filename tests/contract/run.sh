@@ -136,8 +136,18 @@ for backend in $backends; do
       --max-time "$max_time" --workers 2 --seed 42 \
       --report junit --report-dir "$root/target/contract-report/$backend") \
     2>&1 | tee "$work/schemathesis-$backend.log" || status=1
-  if grep -aq "returned only 401/403" "$work/schemathesis-$backend.log"; then
-    echo "contract: $backend: some operations were tested only as 401/403 (see above)" >&2
+  # An operation answered only 401/403 fails the stage, but for the reads of a nested
+  # resource the fuzzer cannot make (a form submission or a reading needs a work order or a
+  # device, and a user, of the organisation): its authenticated requests all answer 404
+  # (schemathesis's "Missing test data"), its unauthenticated ones 401. Those reads are
+  # covered by the black-box tests (data_resources.rs, seed_flows.rs).
+  only_401=$(awk '/^40[13] [A-Za-z]+ \([0-9]+ operations?\):/ {on=1; next} on && /^  - / {print substr($0, 5); next} {on=0}' \
+    "$work/schemathesis-$backend.log" \
+    | grep -v -x -e 'GET /organizations/{org}/work-orders/{id}/form-submissions/{submission}' \
+        -e 'GET /organizations/{org}/iot-devices/{id}/readings/{reading}' || true)
+  if [ -n "$only_401" ]; then
+    echo "contract: $backend: some operations were tested only as 401/403:" >&2
+    echo "$only_401" >&2
     status=1
   fi
   stop_server "$backend"

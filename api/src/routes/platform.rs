@@ -36,7 +36,18 @@ pub struct ScopeCatalogue {
     pub items: Vec<ScopeEntry>,
     /// With a valid key: its organisation's custom scopes, by name (as
     /// `GET /organizations/{org}/scopes` lists them); without one, empty.
-    pub custom: Vec<crate::routes::custom_scopes::CustomScope>,
+    pub custom: Vec<OrgScopeEntry>,
+}
+
+/// One of the calling key's organisation's custom scopes. (Its own schema, not the
+/// `CustomScope` that `/organizations/{org}/scopes` answers with: this list is not that
+/// resource, and schemathesis's link inference must not take it for one.)
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrgScopeEntry {
+    /// e.g. `billing:read`.
+    pub name: String,
+    /// What it allows.
+    pub description: String,
 }
 
 /// The scope catalogue, each scope with what it allows (no key needed). With a valid key,
@@ -55,12 +66,10 @@ pub async fn list_scopes(
         custom = org
             .custom_scopes
             .into_iter()
-            .map(
-                |(scope, description)| crate::routes::custom_scopes::CustomScope {
-                    name: scope.as_str().to_owned(),
-                    description,
-                },
-            )
+            .map(|(scope, description)| OrgScopeEntry {
+                name: scope.as_str().to_owned(),
+                description,
+            })
             .collect();
     }
     Json(ScopeCatalogue {
