@@ -443,6 +443,21 @@ mod tests {
     }
 
     #[test]
+    fn it_should_give_every_operation_its_own_id() {
+        let doc = served();
+        let mut ids = std::collections::HashSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let id = op["operationId"].as_str().unwrap_or_default().to_owned();
+                assert!(
+                    ids.insert(id.clone()),
+                    "{method} {path}: operationId {id} twice"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn it_should_ask_for_a_key_on_every_operation_but_health() {
         let doc = served();
         for (path, item) in doc["paths"].as_object().unwrap() {

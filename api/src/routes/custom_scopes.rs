@@ -24,7 +24,7 @@ use crate::routes::keys::ctx;
 /// The custom-scope routes.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(declare_scope, list_scopes))
+        .routes(routes!(declare_scope, list_custom_scopes))
         .routes(routes!(delete_scope))
 }
 
@@ -120,7 +120,7 @@ pub async fn declare_scope(
     responses((status = 200, body = CustomScopePage), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem)),
     security(("bearer" = ["api-keys:read"])))]
-pub async fn list_scopes(
+pub async fn list_custom_scopes(
     State(state): State<AppState>,
     Tenant(org_id): Tenant,
 ) -> Result<Json<CustomScopePage>, ApiError> {
